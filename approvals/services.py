@@ -1,0 +1,89 @@
+"""Approval decisions. Permission and maker-checker are enforced here, not in the interfaces."""
+
+from django.db import IntegrityError, transaction
+
+from approvals.models import Approval
+from approvals.policy import UNLIMITED, approver_limit, auto_approve_threshold
+from refunds import errors
+from refunds.models import RefundLog, RefundRequest, RefundStatus
+from refunds.money import format_minor
+from refunds.services import refund_log_append, refund_mark_approved, refund_transition
+
+
+def _check_decider(*, refund: RefundRequest, approver) -> None:
+    if not approver.has_perm("refunds.approve_refundrequest"):
+        raise errors.PermissionDenied("Only finance managers may approve or reject refunds.")
+    if refund.requested_by_id == approver.pk:
+        raise errors.PermissionDenied(
+            "Nobody approves or rejects a refund they requested.", code="self_approval_forbidden"
+        )
+    if refund.status != RefundStatus.PENDING_APPROVAL:
+        raise errors.InvalidTransition(
+            f"Refund {refund} is {refund.status}, not awaiting approval.", code="not_awaiting_approval"
+        )
+
+
+def refund_auto_approve(*, refund: RefundRequest) -> RefundRequest:
+    threshold = auto_approve_threshold(refund.currency)
+    with transaction.atomic():
+        Approval.objects.create(
+            refund=refund,
+            decision=Approval.Decision.AUTO_APPROVED,
+            comment=f"At or under the auto-approve threshold of {threshold} {refund.currency} minor units",
+        )
+        return refund_mark_approved(refund_id=refund.pk, message="Auto-approved: at or under the threshold")
+
+
+def refund_approve(*, refund_id: int, approver, comment: str = "") -> RefundRequest:
+    """Record `approver`'s approval. The refund is approved once an approval's limit covers its
+    amount; an approver whose limit is lower records a tier and the refund waits for the next."""
+    try:
+        with transaction.atomic():
+            refund = RefundRequest.objects.select_for_update(of=("self",)).get(pk=refund_id)
+            _check_decider(refund=refund, approver=approver)
+            limit = approver_limit(approver, refund.currency)
+            if limit <= 0:
+                raise errors.PermissionDenied(
+                    f"You have no approval limit for {refund.currency}.", code="approval_limit_missing"
+                )
+            earlier = list(refund.approvals.filter(decision=Approval.Decision.APPROVED))
+            Approval.objects.create(
+                refund=refund,
+                approver=approver,
+                decision=Approval.Decision.APPROVED,
+                comment=comment,
+                tier=len(earlier) + 1,
+                limit_minor=min(limit, UNLIMITED),
+            )
+            covered = max([limit, *(a.limit_minor or 0 for a in earlier)])
+            if covered >= refund.amount_minor:
+                return refund_mark_approved(
+                    refund_id=refund.pk, actor=approver, message=f"Approved: {comment}" if comment else "Approved"
+                )
+            refund_log_append(
+                refund=refund,
+                event=RefundLog.Event.NOTE,
+                actor=approver,
+                message=(
+                    f"Approved at tier {len(earlier) + 1} (limit {format_minor(limit, refund.currency)}); "
+                    f"needs an approver whose limit covers {refund.amount_display}"
+                ),
+            )
+            return refund
+    except IntegrityError:
+        raise errors.InvalidTransition(
+            "You have already approved this refund; it needs someone else.", code="already_approved"
+        ) from None
+
+
+def refund_reject(*, refund_id: int, approver, comment: str) -> RefundRequest:
+    comment = (comment or "").strip()
+    if not comment:
+        raise errors.RefundValidationError("A rejection needs a reason.", field="comment", code="comment_required")
+    with transaction.atomic():
+        refund = RefundRequest.objects.select_for_update(of=("self",)).get(pk=refund_id)
+        _check_decider(refund=refund, approver=approver)
+        Approval.objects.create(refund=refund, approver=approver, decision=Approval.Decision.REJECTED, comment=comment)
+        return refund_transition(
+            refund_id=refund.pk, to_status=RefundStatus.REJECTED, actor=approver, message=f"Rejected: {comment}"
+        )

@@ -1,0 +1,48 @@
+import os
+
+from celery import Celery, signals
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "refundoffice.settings")
+
+app = Celery("refundoffice")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_finalize.connect
+def _schedule_periodic_tasks(sender, **kwargs):
+    from django.conf import settings
+
+    # The schedule lives in code; due work lives in the database, so a lost beat tick or a
+    # lost message only delays work until the next tick.
+    sender.add_periodic_task(
+        settings.REFUND_POLL_EVERY_SECONDS,
+        sender.signature("refunds.tasks.refund_dispatch_due_task"),
+        name="dispatch due refunds (submit, poll, sweep)",
+    )
+
+
+@signals.worker_init.connect
+def _refuse_to_start_misconfigured(**kwargs):
+    """Workers run Django's system checks too: a provider enabled without its credentials
+    (e.g. no ROBOKASSA_PASSWORD3) stops the worker at start, not a refund mid-flight."""
+    from django.core import checks
+    from django.core.management.base import SystemCheckError
+
+    errors = [m for m in checks.run_checks() if m.level >= checks.ERROR]
+    if errors:
+        # SystemExit, not an exception: Celery logs and swallows exceptions from signal handlers.
+        raise SystemExit(str(SystemCheckError("\n".join(str(error) for error in errors))))
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def _close_old_connections(task=None, **kwargs):
+    """With connections kept across tasks (CELERY_DB_REUSE_MAX), drop ones past CONN_MAX_AGE
+    or broken, as Django does around each web request. Only in a worker: a task applied
+    eagerly runs inside its caller's transaction."""
+    if task is not None and task.request.is_eager:
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()

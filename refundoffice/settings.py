@@ -1,0 +1,238 @@
+"""Refund Office settings: one environ.Env, every knob from the environment.
+
+Embedded defaults (SQLite, a filesystem broker, the local Stripe sandbox) make a fresh
+checkout run with no servers; DATABASE_URL and REDIS_URL switch to PostgreSQL and Redis.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="dev-insecure-change-me-0123456789abcdef")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "axes",
+    "refunds.apps.RefundsConfig",
+    "approvals.apps.ApprovalsConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "refundoffice.urls"
+WSGI_APPLICATION = "refundoffice.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Web, worker and beat share one SQLite file: wait for the write lock instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 30, "transaction_mode": "IMMEDIATE"})
+    # A file, not :memory:, so a test worker process sees the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    # Shared by every process through the database, never per-process memory.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "cache_table"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/refunds/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# Repeated failed logins lock the username out for a while (django-axes, state in the database).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
+AXES_RESET_ON_SUCCESS = True
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=64 * 1024)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "refunds.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "refunds.api.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_METADATA_CLASS": None,  # OPTIONS answers 405; the schema is at /api/schema/
+}
+
+# --- Celery -------------------------------------------------------------------------------
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+else:
+    _broker_dir = Path(env.str("CELERY_FILESYSTEM_BROKER_DIR", default=str(VAR_DIR / "broker")))
+    (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://localhost/"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir),
+        "data_folder_out": str(_broker_dir),
+        "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
+        "store_processed": False,
+    }
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=CELERY_BROKER_URL)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True  # a crashed worker's task is redelivered, not lost
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = False
+# Celery's Django fixup closes the database connection around every task unless told to reuse
+# it: a new PostgreSQL connection per task was ~15 % of a worker's time (bench/README.md).
+# close_old_connections (refundoffice/celery.py) still applies CONN_MAX_AGE and health checks.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
+CELERY_TIMEZONE = "UTC"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Publishing must not hang a web request when the broker is down: the database is the
+# source of truth and the sweeper re-enqueues whatever did not make it.
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=2.0)
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
+
+REFUND_POLL_EVERY_SECONDS = env.float("REFUND_POLL_EVERY_SECONDS", default=15.0)
+
+# --- Refund policy --------------------------------------------------------------------------
+# "USD=5000,EUR=5000"; a currency not listed uses REFUND_AUTO_APPROVE_DEFAULT.
+REFUND_AUTO_APPROVE_THRESHOLDS = env.dict("REFUND_AUTO_APPROVE_THRESHOLDS", cast={"value": int}, default={})
+REFUND_AUTO_APPROVE_DEFAULT = env.int("REFUND_AUTO_APPROVE_DEFAULT", default=5000)
+# What the "Finance managers" group may approve alone, in any currency, until a superuser sets
+# limits in the admin (Approvals › Approver limits). 100000 is $1,000.00.
+REFUND_DEFAULT_APPROVER_LIMIT = env.int("REFUND_DEFAULT_APPROVER_LIMIT", default=100_000)
+# Provider calls per refund before it is flagged for a person (counted in the database, so
+# redelivered or re-dispatched tasks share one budget).
+REFUND_SUBMIT_MAX_ATTEMPTS = env.int("REFUND_SUBMIT_MAX_ATTEMPTS", default=7)
+# Retry n waits a random time in [d/2, d], d = min(MAX, BASE * 2**(n-1)) seconds.
+REFUND_RETRY_BACKOFF_BASE = env.float("REFUND_RETRY_BACKOFF_BASE", default=5.0)
+REFUND_RETRY_BACKOFF_MAX = env.float("REFUND_RETRY_BACKOFF_MAX", default=300.0)
+# A refund submitted this long ago without a provider answer is submitted again (same key).
+REFUND_SUBMIT_LEASE_SECONDS = env.int("REFUND_SUBMIT_LEASE_SECONDS", default=120)
+REFUND_POLL_FIRST_DELAY = env.int("REFUND_POLL_FIRST_DELAY", default=5)
+REFUND_POLL_MAX_DELAY = env.int("REFUND_POLL_MAX_DELAY", default=3600)
+# Per provider, overriding REFUND_POLL_FIRST_DELAY: Robokassa refunds take minutes, not seconds.
+REFUND_POLL_FIRST_DELAY_BY_PROVIDER = env.dict(
+    "REFUND_POLL_FIRST_DELAY_BY_PROVIDER", cast={"value": int}, default={"robokassa": 30}
+)
+# After this long in "processing" a refund is flagged for a person.
+REFUND_POLL_GIVE_UP_SECONDS = env.int("REFUND_POLL_GIVE_UP_SECONDS", default=14 * 24 * 3600)
+
+# --- Providers ----------------------------------------------------------------------------
+# The providers refunds may be filed with. A provider not listed is unknown to the API (400
+# unknown_provider) and its configuration is not checked; `manage.py check` refuses to start
+# with an enabled provider that is not fully configured.
+REFUND_PROVIDERS = env.list("REFUND_PROVIDERS", default=["stripe", "robokassa"])
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="sk_test_refundoffice_sandbox")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="http://127.0.0.1:8420")
+STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=10.0)
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
+WEBHOOK_MAX_BYTES = env.int("WEBHOOK_MAX_BYTES", default=512 * 1024)
+WEBHOOK_RETRY_AFTER_SECONDS = env.int("WEBHOOK_RETRY_AFTER_SECONDS", default=60)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=10)
+# Robokassa (Refund API v2 through aiorobokassa). The defaults talk to the local emulator
+# (devtools/robokassa_sandbox); ROBOKASSA_API_BASE="" means Robokassa's own hosts.
+ROBOKASSA_MERCHANT_LOGIN = env.str("ROBOKASSA_MERCHANT_LOGIN", default="refundoffice-demo")
+ROBOKASSA_PASSWORD1 = env.str("ROBOKASSA_PASSWORD1", default="sandbox-password-1")
+ROBOKASSA_PASSWORD2 = env.str("ROBOKASSA_PASSWORD2", default="sandbox-password-2")
+# Signs the refund API's JWTs: without it Robokassa cannot refund at all.
+ROBOKASSA_PASSWORD3 = env.str("ROBOKASSA_PASSWORD3", default="sandbox-password-3")
+ROBOKASSA_API_BASE = env.str("ROBOKASSA_API_BASE", default="http://127.0.0.1:8430")
+ROBOKASSA_TIMEOUT_SECONDS = env.float("ROBOKASSA_TIMEOUT_SECONDS", default=15.0)
+# Requests a second to each provider, shared by all processes (Stripe allows 25 in test mode,
+# 100 live). 0 turns the limit off.
+PROVIDER_RATE_LIMITS = {
+    "stripe": env.float("STRIPE_RATE_LIMIT_PER_SECOND", default=25.0),
+    "robokassa": env.float("ROBOKASSA_RATE_LIMIT_PER_SECOND", default=5.0),
+}
+# How long a worker waits for a free slot before retrying the task later.
+PROVIDER_RATE_MAX_WAIT_SECONDS = env.float("PROVIDER_RATE_MAX_WAIT_SECONDS", default=2.0)
+# Intake waits less: a web request would rather accept a refund unverified than hang.
+PROVIDER_RATE_MAX_WAIT_INTAKE_SECONDS = env.float("PROVIDER_RATE_MAX_WAIT_INTAKE_SECONDS", default=0.5)
+
+# --- Slack ----------------------------------------------------------------------------------
+SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")
+SLACK_TIMEOUT_SECONDS = env.float("SLACK_TIMEOUT_SECONDS", default=5.0)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"redact_secrets": {"()": "refunds.redaction.RedactSecretsFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]}
+    },
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # The SDK logs every request at INFO; our RefundLog already records each provider call.
+    # aiorobokassa logs every failed request (with the response body) at ERROR before raising;
+    # the adapter turns each into a provider error that the refund's log records.
+    "loggers": {"stripe": {"level": "WARNING"}, "aiorobokassa": {"level": "CRITICAL"}},
+}

@@ -1,0 +1,21 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from refunds.views import healthz, refund_detail, refund_list, refund_new, stripe_webhook
+
+admin.site.site_header = "Refund Office"
+admin.site.site_title = "Refund Office"
+admin.site.index_title = "Refunds, approvals and reports"
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/refunds/", permanent=False)),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("refunds/", refund_list, name="refund-list"),
+    path("refunds/new", refund_new, name="refund-new"),
+    path("refunds/<str:merchant_refund_id>", refund_detail, name="refund-detail"),
+    path("admin/", admin.site.urls),
+    path("api/", include("refunds.api_urls")),
+    path("healthz", healthz, name="healthz"),
+    path("webhooks/stripe/", stripe_webhook, name="stripe-webhook"),
+]

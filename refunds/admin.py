@@ -1,0 +1,279 @@
+"""Admin: presentation and permission gates. Every change goes through a service."""
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
+
+from approvals import services as approval_services
+from approvals.models import Approval
+from refunds import errors, services
+from refunds.admin_scale import CappedCountPaginator, loose_distinct_filter
+from refunds.models import ApiToken, Payment, ReasonCode, RefundLog, RefundRequest, RefundStatus, WebhookEvent
+from refunds.money import format_minor
+from refunds.selectors import refund_visible_to
+
+_BADGE_COLOURS = {
+    RefundStatus.PENDING_APPROVAL: "#b7791f",
+    RefundStatus.APPROVED: "#2b6cb0",
+    RefundStatus.PROCESSING: "#2b6cb0",
+    RefundStatus.SUCCEEDED: "#2f855a",
+    RefundStatus.FAILED: "#c53030",
+    RefundStatus.REJECTED: "#718096",
+    RefundStatus.CANCELED: "#718096",
+    RefundStatus.NEEDS_ATTENTION: "#c53030",
+}
+
+
+class ReadOnlyMixin:
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class RefundLogInline(ReadOnlyMixin, admin.TabularInline):
+    model = RefundLog
+    verbose_name_plural = "Timeline"
+    fields = ("created_at", "event", "from_status", "to_status", "actor", "message")
+    readonly_fields = fields
+    ordering = ("created_at", "id")
+    extra = 0
+
+
+class ApprovalInline(ReadOnlyMixin, admin.TabularInline):
+    model = Approval
+    fields = ("created_at", "decision", "approver", "tier", "comment")
+    readonly_fields = fields
+    extra = 0
+
+
+def _run_per_row(modeladmin, request, queryset, action, *, comment):
+    """Call the service once per selected refund; tell the user what became of each."""
+    for refund in queryset:
+        try:
+            with transaction.atomic():
+                result = action(refund=refund, user=request.user, comment=comment)
+        except errors.RefundError as error:
+            modeladmin.message_user(request, f"{refund}: not done — {error.message}", messages.ERROR)
+            continue
+        if result.status == RefundStatus.PENDING_APPROVAL:
+            note = result.logs.order_by("-id").values_list("message", flat=True).first()
+            modeladmin.message_user(request, f"{refund}: {note}", messages.WARNING)
+        else:
+            modeladmin.message_user(request, f"{refund}: {result.get_status_display().lower()}", messages.SUCCESS)
+
+
+def _confirmed_action(*, title: str, verb: str, service, comment_required: bool = False):
+    """An admin action with a confirmation page listing the rows and asking for a comment."""
+
+    def action(modeladmin, request, queryset):
+        if request.POST.get("confirm") == "yes":
+            comment = request.POST.get("comment", "").strip()
+            if comment_required and not comment:
+                modeladmin.message_user(request, "A reason is required.", messages.ERROR)
+            else:
+                _run_per_row(modeladmin, request, queryset, service, comment=comment)
+                return None
+        rows = list(queryset.select_related("requested_by"))
+        totals: dict[str, int] = {}
+        for refund in rows:
+            totals[refund.currency] = totals.get(refund.currency, 0) + refund.amount_minor
+        context = {
+            **modeladmin.admin_site.each_context(request),
+            "title": title,
+            "verb": verb,
+            "rows": rows,
+            "totals": [format_minor(total, currency) for currency, total in sorted(totals.items())],
+            "comment_required": comment_required,
+            "action_name": request.POST.get("action"),
+            "opts": modeladmin.model._meta,
+            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+        }
+        return TemplateResponse(request, "admin/refunds/confirm_action.html", context)
+
+    return action
+
+
+def _named_action(name: str, description: str, permission: str, **confirm):
+    action = admin.action(description=description, permissions=[permission])(_confirmed_action(**confirm))
+    action.__name__ = name  # the form's action value, and what the tests and people click
+    return action
+
+
+approve_action = _named_action(
+    "approve_selected", "Approve selected refunds", "approve", title="Approve refunds", verb="Approve",
+    service=lambda refund, user, comment: approval_services.refund_approve(
+        refund_id=refund.pk, approver=user, comment=comment
+    ),
+)
+reject_action = _named_action(
+    "reject_selected", "Reject selected refunds", "approve", title="Reject refunds", verb="Reject",
+    comment_required=True,
+    service=lambda refund, user, comment: approval_services.refund_reject(
+        refund_id=refund.pk, approver=user, comment=comment
+    ),
+)
+retry_action = _named_action(
+    "retry_selected", "Retry selected refunds (needs attention)", "retry", title="Retry refunds", verb="Retry",
+    service=lambda refund, user, comment: services.refund_retry(refund_id=refund.pk, actor=user),
+)
+cancel_action = _named_action(
+    "cancel_selected", "Cancel selected refunds (not yet sent)", "retry", title="Cancel refunds", verb="Cancel",
+    comment_required=True,
+    service=lambda refund, user, comment: services.refund_cancel(refund_id=refund.pk, actor=user, comment=comment),
+)
+
+
+PROVIDER_FILTER = loose_distinct_filter("provider", "provider")
+CURRENCY_FILTER = loose_distinct_filter("currency", "currency")
+
+
+@admin.register(RefundRequest)
+class RefundRequestAdmin(admin.ModelAdmin):
+    list_display = (
+        "merchant_refund_id",
+        "status_badge",
+        "amount",
+        "provider",
+        "connector_transaction_id",
+        "product",
+        "requested_by",
+        "created_at",
+        "resolved_at",
+    )
+    list_filter = ("status", PROVIDER_FILTER, CURRENCY_FILTER, "reason_code", "origin")
+    paginator = CappedCountPaginator
+    search_fields = ("=merchant_refund_id", "=connector_transaction_id", "=connector_refund_id", "product")
+    list_select_related = ("requested_by",)
+    show_full_result_count = False
+    list_per_page = 50
+    date_hierarchy = None
+    ordering = ("-created_at", "-id")
+    actions = [approve_action, reject_action, retry_action, cancel_action]
+    inlines = [ApprovalInline, RefundLogInline]
+    fieldsets = (
+        (
+            None,
+            {"fields": ("merchant_refund_id", "status", "amount", "reason_code", "reason", "product", "requested_by", "origin")},
+        ),
+        (
+            "Provider",
+            {
+                "fields": (
+                    "provider",
+                    "connector_transaction_id",
+                    "connector_refund_id",
+                    "provider_status",
+                    "idempotency_key",
+                    "submit_attempts",
+                    "error_code",
+                    "error_message",
+                )
+            },
+        ),
+        ("Times (UTC)", {"fields": ("created_at", "approved_at", "submitted_at", "resolved_at", "next_action_at")}),
+        ("Metadata", {"fields": ("metadata",)}),
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f for fieldset in self.fieldsets for f in fieldset[1]["fields"]]
+
+    def get_queryset(self, request):
+        return refund_visible_to(request.user)
+
+    def has_add_permission(self, request):
+        return False  # refunds are filed through the support form or the API
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_approve_permission(self, request):
+        return request.user.has_perm("refunds.approve_refundrequest")
+
+    def has_retry_permission(self, request):
+        return request.user.has_perm("refunds.retry_refundrequest")
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj):
+        colour = _BADGE_COLOURS.get(obj.status, "#4a5568")
+        return format_html(
+            '<span style="background:{};color:#fff;padding:2px 8px;border-radius:10px;white-space:nowrap">{}</span>',
+            colour,
+            obj.get_status_display(),
+        )
+
+    @admin.display(description="Amount", ordering="amount_minor")
+    def amount(self, obj):
+        return obj.amount_display
+
+
+@admin.register(RefundLog)
+class RefundLogAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("created_at", "refund", "event", "from_status", "to_status", "actor", "message")
+    list_filter = ("event",)
+    paginator = CappedCountPaginator
+    list_select_related = ("refund", "actor")
+    raw_id_fields = ("refund",)
+    show_full_result_count = False
+    search_fields = ("=refund__merchant_refund_id",)
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("connector_transaction_id", "provider", "amount", "refunded", "status", "product", "synced_at")
+    list_filter = ("provider", "currency")
+    search_fields = ("=connector_transaction_id", "product")
+    show_full_result_count = False
+
+    @admin.display(description="Amount")
+    def amount(self, obj):
+        return format_minor(obj.amount_minor, obj.currency)
+
+    @admin.display(description="Refunded at provider")
+    def refunded(self, obj):
+        return format_minor(obj.amount_refunded_minor, obj.currency)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("prefix", "user", "created_at", "last_used_at", "revoked")
+    fields = ("prefix", "user", "created_at", "last_used_at", "revoked")
+    readonly_fields = ("prefix", "user", "created_at", "last_used_at")
+    list_select_related = ("user",)
+
+    def has_add_permission(self, request):
+        return False  # keys are minted by `manage.py createapitoken`, shown once
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("received_at", "provider", "type", "event_id", "processed_at", "attempts", "last_error")
+    list_filter = ("provider", "type")
+    search_fields = ("=event_id",)
+    show_full_result_count = False
+
+
+@admin.register(ReasonCode)
+class ReasonCodeAdmin(admin.ModelAdmin):
+    """The accounting's reason codes: superusers edit, everyone who files reads them."""
+
+    list_display = ("label", "code", "stripe_reason", "active", "position")
+    list_editable = ("active", "position")
+    list_filter = ("active",)
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # retire a code by making it inactive; refunds keep theirs

@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class RefundsConfig(AppConfig):
+    name = "refunds"
+    verbose_name = "Refunds"
+
+    def ready(self):
+        from refunds import checks, receivers  # noqa: F401 - registers the checks, connects the receivers
+        from refunds.reason_codes import ensure_reason_codes
+        from refunds.roles import ensure_role_groups
+
+        post_migrate.connect(ensure_role_groups, dispatch_uid="refunds.ensure_role_groups")
+        # post_migrate is sent once all migrations ran; the codes need only this app's tables.
+        post_migrate.connect(ensure_reason_codes, sender=self, dispatch_uid="refunds.ensure_reason_codes")

@@ -1,0 +1,195 @@
+"""Demo users (one per role) and demo payments at the Stripe sandbox, with a few refunds in
+different states. Safe to run on every start: what exists is kept."""
+
+import time
+
+import requests
+import stripe
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from refunds.authentication import api_token_create
+from refunds.models import Payment
+from refunds.money import Money
+from refunds.providers import provider_names
+from refunds.providers.base import LineItem
+from refunds.roles import ACCOUNTANTS, FINANCE_MANAGERS, SUPPORT_AGENTS
+from refunds.services import refund_request_create
+
+DEMO_PASSWORD = "refundoffice-demo"
+DEMO_USERS = [
+    ("admin", None, "Ada", "Admin"),
+    ("agent", SUPPORT_AGENTS, "Sam", "Support"),
+    ("manager", FINANCE_MANAGERS, "Fran", "Finance"),
+    ("manager2", FINANCE_MANAGERS, "Max", "Manager"),
+    ("accountant", ACCOUNTANTS, "Alex", "Accounts"),
+]
+# (amount, currency, product, sandbox behaviour of its refunds)
+DEMO_PAYMENTS = [
+    (4_900, "usd", "Blue mug", None),
+    (12_900, "usd", "Desk lamp", None),
+    (89_900, "usd", "Standing desk", None),
+    (2_500, "usd", "Gift card", None),
+    (15_000, "eur", "Headphones", None),
+    (39_900, "usd", "Office chair", "pending"),
+    (7_500, "usd", "Keyboard", "fail"),
+    (250_000, "usd", "Annual licence", None),
+]
+# Robokassa (the local emulator): (kopeks, product, emulator behaviour of its refunds)
+DEMO_ROBOKASSA_PAYMENTS = [
+    (1_250_000, "Samovar", "finish"),
+    (349_000, "Tea set", "finish"),
+    (89_000, "Loose-leaf tea", "cancel"),
+]
+
+
+class Command(BaseCommand):
+    help = "Create demo users, demo payments at the Stripe sandbox and a few demo refunds."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--wait", action="store_true", help="wait up to 60 s for the Stripe sandbox")
+
+    def handle(self, *args, wait=False, **options):
+        users = self._users()
+        if wait:
+            self._wait_for_stripe()
+        client = stripe.StripeClient(
+            settings.STRIPE_SECRET_KEY,
+            base_addresses={"api": settings.STRIPE_API_BASE},
+            http_client=stripe.RequestsClient(timeout=settings.STRIPE_TIMEOUT_SECONDS),
+        )
+        if not self._demo_payments_alive(client):
+            self._payments_and_refunds(client, users)
+        if "robokassa" in provider_names():
+            self._robokassa_demo(users, wait=wait)
+        key = api_token_create(user=users["agent"])
+        self.stdout.write(
+            self.style.SUCCESS(
+                "\nRefund Office demo is ready on http://127.0.0.1:8000/admin/\n"
+                f"  users: admin, agent, manager, manager2, accountant (password: {DEMO_PASSWORD})\n"
+                f"  API token for 'agent': {key}\n"
+                f"  try: curl -H 'Authorization: Token {key}' http://127.0.0.1:8000/api/refunds/\n"
+            )
+        )
+
+    def _users(self) -> dict:
+        users = {}
+        for username, group, first, last in DEMO_USERS:
+            user, created = get_user_model().objects.get_or_create(
+                username=username,
+                defaults={"first_name": first, "last_name": last, "email": f"{username}@example.com", "is_staff": True},
+            )
+            if created:
+                user.set_password(DEMO_PASSWORD)
+                user.is_superuser = group is None
+                user.save(update_fields=["password", "is_superuser"])
+            if group:
+                user.groups.add(Group.objects.get(name=group))
+            users[username] = user
+        return users
+
+    def _wait_for_stripe(self) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(settings.STRIPE_API_BASE, timeout=2)
+                return
+            except requests.RequestException:
+                if time.monotonic() > deadline:
+                    raise CommandError(f"The Stripe API at {settings.STRIPE_API_BASE} did not answer in 60 s.")
+                time.sleep(0.5)
+
+    def _robokassa_demo(self, users, *, wait: bool) -> None:
+        """Demo payments at the local Robokassa emulator (skipped against any other host)."""
+        from devtools.robokassa_sandbox.control import Sandbox, SandboxError
+
+        base = settings.ROBOKASSA_API_BASE
+        deadline = time.monotonic() + (60 if wait else 0)
+        while True:
+            try:
+                is_emulator = bool(base) and requests.get(base, timeout=2).json().get("robokassa_sandbox")
+                break
+            except (requests.RequestException, ValueError):
+                if time.monotonic() >= deadline:
+                    is_emulator = False
+                    break
+                time.sleep(0.5)
+        if not is_emulator:
+            self.stdout.write(f"  no Robokassa emulator at {base!r}: no Robokassa demo payments")
+            return
+        sandbox = Sandbox(base, settings.ROBOKASSA_MERCHANT_LOGIN, settings.ROBOKASSA_PASSWORD3)
+        existing = Payment.objects.filter(provider="robokassa").order_by("pk").first()
+        if existing is not None:
+            try:
+                sandbox.payment(existing.connector_transaction_id)
+                return
+            except SandboxError:
+                pass  # the emulator was reset: make them again
+        op_keys = []
+        for amount, product, behavior in DEMO_ROBOKASSA_PAYMENTS:
+            op_key = sandbox.create_payment(amount, behavior=behavior, description=product)
+            op_keys.append(op_key)
+            self.stdout.write(f"  demo Robokassa payment {op_key}: {amount} RUB (kopeks) {product}")
+        with transaction.atomic():
+            refund_request_create(
+                merchant_refund_id=f"demo-rk-{op_keys[1][:8]}",
+                provider="robokassa",
+                connector_transaction_id=op_keys[1],
+                amount=None,
+                items=[
+                    LineItem("Teapot", 1, Money(2_500, "RUB"), "vat20"),
+                    LineItem("Cup", 2, Money(1_200, "RUB"), "vat20"),
+                ],
+                reason="Two cups and the teapot arrived broken",
+                metadata={"ticket": "DEMO-RK-1"},
+                product="Tea set",
+                requested_by=users["agent"],
+            )
+
+    def _demo_payments_alive(self, client) -> bool:
+        """Demo payments exist here and the sandbox still knows them (it may have been reset)."""
+        payment = Payment.objects.filter(provider="stripe").order_by("pk").first()
+        if payment is None:
+            return False
+        try:
+            client.v1.payment_intents.retrieve(payment.connector_transaction_id)
+        except stripe.InvalidRequestError:
+            return False
+        return True
+
+    def _payments_and_refunds(self, client, users) -> None:
+        intents = []
+        for amount, currency, product, behavior in DEMO_PAYMENTS:
+            metadata = {"product": product}
+            if behavior:
+                metadata["sandbox_refund_behavior"] = behavior
+            intent = client.v1.payment_intents.create(
+                params={
+                    "amount": amount,
+                    "currency": currency,
+                    "payment_method": "pm_card_visa",
+                    "confirm": True,
+                    "metadata": metadata,
+                }
+            )
+            intents.append((intent.id, amount, currency.upper(), product))
+            self.stdout.write(f"  demo payment {intent.id}: {amount} {currency.upper()} {product}")
+        # A few refunds so the queue and the log are not empty on first look.
+        demo_refunds = [(0, 1_500, "Chipped on arrival"), (2, 20_000, "Wobbly leg, partial refund agreed"),
+                        (7, 250_000, "Cancelled within 14 days")]
+        for index, amount, reason in demo_refunds:
+            pi, _, currency, product = intents[index]
+            with transaction.atomic():
+                refund_request_create(
+                    merchant_refund_id=f"demo-{pi[-8:]}",
+                    provider="stripe",
+                    connector_transaction_id=pi,
+                    amount=Money(amount, currency),
+                    reason=reason,
+                    metadata={"ticket": f"DEMO-{index + 100}"},
+                    product=product,
+                    requested_by=users["agent"],
+                )

@@ -1,0 +1,160 @@
+"""Provider events (webhooks): stored once per event id, then reconciled against the provider.
+
+An event is a hint, not the truth: processing asks the provider for every refund of the payment
+the event is about and records what it says now. So replayed, duplicated or out-of-order events
+all end in the same state as polling, and a final refund never moves backwards.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from refunds.models import (
+    FINAL_STATUSES,
+    Payment,
+    RefundLog,
+    RefundOrigin,
+    RefundRequest,
+    RefundStatus,
+    WebhookEvent,
+)
+from refunds.providers import get_provider
+from refunds.providers.base import ProviderRefundStatus, RefundResult
+from refunds.redaction import redact
+from refunds.services import (
+    payment_lock_and_refresh,
+    poll_delay,
+    enqueue_on_commit,
+    refund_log_append,
+    refund_record_provider_result,
+)
+
+logger = logging.getLogger(__name__)
+
+REFUND_EVENT_TYPES = frozenset(
+    {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated", "charge.refunded"}
+)
+
+_EXTERNAL_STATUS = {
+    ProviderRefundStatus.SUCCEEDED: RefundStatus.SUCCEEDED,
+    ProviderRefundStatus.FAILED: RefundStatus.FAILED,
+    ProviderRefundStatus.CANCELED: RefundStatus.CANCELED,
+    ProviderRefundStatus.PENDING: RefundStatus.PROCESSING,
+    ProviderRefundStatus.REQUIRES_ACTION: RefundStatus.PROCESSING,
+}
+
+
+def webhook_event_receive(*, provider: str, event: dict) -> tuple[WebhookEvent, bool]:
+    """Store a verified event unless it was seen before; queue it for processing.
+    Returns (event, created)."""
+    event_type = str(event.get("type", ""))[:100]
+    try:
+        with transaction.atomic():
+            stored = WebhookEvent.objects.create(
+                provider=provider, event_id=str(event["id"])[:255], type=event_type, payload=event
+            )
+            if event_type in REFUND_EVENT_TYPES:
+                from refunds.tasks import webhook_event_process_task
+
+                enqueue_on_commit(webhook_event_process_task, stored.pk)
+            else:
+                stored.processed_at = timezone.now()
+                stored.save(update_fields=["processed_at"])
+    except IntegrityError:
+        return WebhookEvent.objects.get(provider=provider, event_id=str(event["id"])[:255]), False
+    return stored, True
+
+
+def _event_transaction_ids(event: dict) -> set[str]:
+    """The payment ids (PaymentIntent and Charge) an event's object points at."""
+    obj = (event.get("data") or {}).get("object") or {}
+    ids = set()
+    if obj.get("object") == "charge":
+        ids.add(obj.get("id"))
+    for key in ("payment_intent", "charge"):
+        value = obj.get(key)
+        ids.add(value.get("id") if isinstance(value, dict) else value)
+    return {i for i in ids if isinstance(i, str) and i}
+
+
+def webhook_event_process(*, event_pk: int) -> None:
+    """Reconcile the payment an event is about. Safe to run twice: a processed event is skipped."""
+    with transaction.atomic():
+        event = WebhookEvent.objects.select_for_update(skip_locked=True).filter(pk=event_pk).first()
+        if event is None or event.processed_at is not None:
+            return
+        event.attempts += 1
+        event.save(update_fields=["attempts"])
+    ids = _event_transaction_ids(event.payload)
+    payments = list(
+        Payment.objects.filter(provider=event.provider).filter(Q(connector_transaction_id__in=ids))
+    )
+    try:
+        for payment in payments:
+            payment_refunds_reconcile(payment_id=payment.pk)
+    except Exception as error:
+        WebhookEvent.objects.filter(pk=event.pk).update(last_error=redact(str(error))[:500])
+        raise
+    WebhookEvent.objects.filter(pk=event.pk).update(processed_at=timezone.now(), last_error="")
+
+
+def payment_refunds_reconcile(*, payment_id: int) -> None:
+    """Make our records of one payment's refunds agree with the provider: our refunds take the
+    provider's status; refunds made elsewhere are recorded; the refunded amount is refreshed."""
+    payment = Payment.objects.get(pk=payment_id)
+    adapter = get_provider(payment.provider)
+    results = adapter.list_refunds(connector_transaction_id=payment.connector_transaction_id)
+    info = adapter.get_payment(connector_transaction_id=payment.connector_transaction_id)
+    for result in results:
+        refund = RefundRequest.objects.filter(
+            provider=payment.provider, connector_refund_id=result.connector_refund_id
+        ).first()
+        if refund is None and result.merchant_refund_id:
+            # Ours, but the answer to our create call was lost: the metadata says whose it is.
+            refund = RefundRequest.objects.filter(merchant_refund_id=result.merchant_refund_id, payment=payment).first()
+        if refund is None:
+            _record_external_refund(payment=payment, result=result)
+        elif refund.connector_refund_id != result.connector_refund_id or refund.provider_status != str(result.status):
+            refund_record_provider_result(refund_id=refund.pk, result=result)
+    with transaction.atomic():
+        payment_lock_and_refresh(provider=payment.provider, connector_transaction_id=payment.connector_transaction_id, info=info)
+
+
+def _record_external_refund(*, payment: Payment, result: RefundResult) -> None:
+    status = _EXTERNAL_STATUS[result.status]
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            refund = RefundRequest.objects.create(
+                merchant_refund_id=f"ext-{result.connector_refund_id}"[:64],
+                provider=payment.provider,
+                connector_transaction_id=payment.connector_transaction_id,
+                payment=payment,
+                amount_minor=result.amount.minor_amount,
+                currency=result.amount.currency,
+                reason="Refunded outside Refund Office",
+                product=payment.product,
+                status=status,
+                origin=RefundOrigin.EXTERNAL,
+                request_fingerprint="",
+                idempotency_key=f"external-{result.connector_refund_id}"[:80],
+                payment_verified=True,
+                connector_refund_id=result.connector_refund_id,
+                provider_status=str(result.status),
+                error_code=result.failure_code[:64],
+                error_message=result.failure_message[:500],
+                resolved_at=now if status in FINAL_STATUSES else None,
+                next_action_at=None if status in FINAL_STATUSES else now + poll_delay(0),
+            )
+            refund_log_append(
+                refund=refund,
+                event=RefundLog.Event.REQUESTED,
+                to_status=status,
+                message=f"{result.connector_refund_id} was made outside Refund Office ({payment.provider} reports {result.status})",
+            )
+    except IntegrityError:
+        pass  # another process recorded it first

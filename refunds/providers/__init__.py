@@ -1,0 +1,42 @@
+"""Provider registry: a name from a refund row to a configured adapter.
+
+Which providers exist is code (`_CLASSES`); which are enabled is configuration
+(`settings.REFUND_PROVIDERS`). A provider that is not enabled is unknown to every caller.
+"""
+
+from importlib import import_module
+
+from django.conf import settings
+
+from refunds.providers.base import RefundProvider
+
+
+class UnknownProvider(LookupError):
+    pass
+
+
+# name -> "module:Class", imported only when used.
+_CLASSES = {
+    "stripe": "refunds.providers.stripe:StripeProvider",
+    "robokassa": "refunds.providers.robokassa:RobokassaProvider",
+}
+
+
+def known_provider_names() -> list[str]:
+    return sorted(_CLASSES)
+
+
+def provider_names() -> list[str]:
+    """The enabled providers, in the order configured."""
+    return [name for name in settings.REFUND_PROVIDERS if name in _CLASSES]
+
+
+def provider_class(name: str) -> type[RefundProvider]:
+    if name not in provider_names():
+        raise UnknownProvider(name)
+    module, _, cls = _CLASSES[name].partition(":")
+    return getattr(import_module(module), cls)
+
+
+def get_provider(name: str) -> RefundProvider:
+    return provider_class(name).from_settings()

@@ -1,0 +1,159 @@
+"""The provider protocol, shaped like Prism's unified refund call.
+
+Adapters translate between a provider's API and these frozen results; they never touch
+models. Errors come in two kinds: transient (try again later) and permanent (the provider
+has said no, with its own code kept).
+"""
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import ClassVar, Protocol
+
+from refunds.money import Money
+
+__all__ = [
+    "LineItem",
+    "Money",
+    "PaymentInfo",
+    "PermanentProviderError",
+    "ProviderError",
+    "ProviderRefundStatus",
+    "RefundProvider",
+    "RefundResult",
+    "TransactionNotFound",
+    "TransientProviderError",
+]
+
+
+class ProviderRefundStatus(StrEnum):
+    PENDING = "pending"
+    REQUIRES_ACTION = "requires_action"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    connector_refund_id: str
+    status: ProviderRefundStatus
+    amount: Money
+    failure_code: str = ""
+    failure_message: str = ""
+    # Set when the provider says: the payment it belongs to, and our id if we made it.
+    connector_transaction_id: str = ""
+    merchant_refund_id: str = ""
+
+
+@dataclass(frozen=True)
+class PaymentInfo:
+    connector_transaction_id: str
+    amount: Money
+    amount_refunded: int
+    status: str
+    product: str = ""
+    metadata: dict = field(default_factory=dict)
+    # Who paid, as the provider names them (Stripe: the Customer id): for "their earlier refunds".
+    customer: str = ""
+
+    @property
+    def refundable(self) -> int:
+        return max(self.amount.minor_amount - self.amount_refunded, 0)
+
+
+@dataclass(frozen=True)
+class LineItem:
+    """One invoice line of a refund: `quantity` units at `cost` each (minor units), with the
+    fiscal receipt's tax label (Robokassa's: none, vat0, vat10, vat20, ...)."""
+
+    name: str
+    quantity: int
+    cost: Money
+    tax: str = "none"
+
+    @property
+    def total_minor(self) -> int:
+        return self.quantity * self.cost.minor_amount
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "quantity": self.quantity, "cost": self.cost.as_dict(), "tax": self.tax}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LineItem":
+        cost = data["cost"]
+        return cls(data["name"], int(data["quantity"]), Money(int(cost["minor_amount"]), cost["currency"]), data["tax"])
+
+
+class ProviderError(Exception):
+    """`code` is the provider's own code; `http_status` follows Prism (402, 404, 422)."""
+
+    http_status = 402
+
+    def __init__(self, message: str, *, code: str = "provider_error", http_status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        if http_status is not None:
+            self.http_status = http_status
+
+
+class TransientProviderError(ProviderError):
+    """Timeouts, 5xx, 429, connection errors: the same call may succeed later."""
+
+    http_status = 503
+
+    def __init__(self, message: str, *, code: str = "provider_unavailable", retry_after: float | None = None):
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+        self.retry_in: float | None = None  # set by the service that decides when to try again
+
+
+class PermanentProviderError(ProviderError):
+    """The provider refused: declined, amount too large, already refunded, ..."""
+
+
+class TransactionNotFound(PermanentProviderError):
+    http_status = 404
+
+
+class RefundProvider(Protocol):
+    name: str
+    # Refunds by invoice line (LineItem) are accepted.
+    supports_items: ClassVar[bool]
+    # The tax labels an item may carry (LineItem.tax).
+    item_tax_rates: ClassVar[tuple[str, ...]]
+    # The provider honours `idempotency_key`: asking twice creates one refund. When False the
+    # services look for a refund made by an earlier, unanswered call before creating again.
+    idempotent_create: ClassVar[bool]
+    # A JSON Schema `pattern` for the provider's transaction ids (the OpenAPI schema shows it).
+    transaction_id_pattern: ClassVar[str]
+
+    @classmethod
+    def validate_transaction_id(cls, value: str) -> str | None:
+        """None when `value` has the shape of this provider's transaction id, else why not."""
+        ...
+
+    @classmethod
+    def check_configuration(cls, settings) -> list[str]:
+        """What is missing or wrong in the settings for this provider (empty when ready)."""
+        ...
+
+    def create_refund(
+        self,
+        *,
+        merchant_refund_id: str,
+        connector_transaction_id: str,
+        amount: Money | None,
+        reason: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+        items: list[LineItem] | None = None,
+    ) -> RefundResult: ...
+
+    def get_refund(self, *, connector_refund_id: str, connector_transaction_id: str) -> RefundResult: ...
+
+    def get_payment(self, *, connector_transaction_id: str) -> PaymentInfo: ...
+
+    def list_refunds(self, *, connector_transaction_id: str) -> list[RefundResult]:
+        """Every refund of the payment, whoever made it."""
+        ...

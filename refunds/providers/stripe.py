@@ -1,0 +1,208 @@
+"""Stripe adapter over the official SDK. Any Stripe-compatible API works through
+STRIPE_API_BASE (the local sandbox in development and tests)."""
+
+from __future__ import annotations
+
+import re
+
+import stripe
+from django.conf import settings
+
+from refunds.redaction import redact
+from refunds.providers.base import (
+    LineItem,
+    Money,
+    PaymentInfo,
+    PermanentProviderError,
+    ProviderRefundStatus,
+    RefundResult,
+    TransactionNotFound,
+    TransientProviderError,
+)
+
+# Stripe accepts only these refund reasons; free text travels in metadata instead.
+STRIPE_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
+
+_STATUS = {
+    "pending": ProviderRefundStatus.PENDING,
+    "requires_action": ProviderRefundStatus.REQUIRES_ACTION,
+    "succeeded": ProviderRefundStatus.SUCCEEDED,
+    "failed": ProviderRefundStatus.FAILED,
+    "canceled": ProviderRefundStatus.CANCELED,
+}
+
+# Stripe codes that mean "the amount is wrong for this payment" (Prism's 422).
+_AMOUNT_CODES = frozenset({"amount_too_large", "amount_too_small", "charge_already_refunded"})
+
+
+def _error_message(error: stripe.StripeError) -> str:
+    return redact(error.user_message or str(error) or error.__class__.__name__)[:500]
+
+
+def translate_error(error: stripe.StripeError) -> Exception:
+    """Map a Stripe SDK error to a transient or permanent provider error, keeping Stripe's code."""
+    # SDK 16 leaves `code` empty on some error classes; the parsed body has it.
+    code = error.code or getattr(getattr(error, "error", None), "code", None) or ""
+    status = error.http_status or 0
+    message = _error_message(error)
+    if isinstance(error, stripe.RateLimitError) or status == 429:
+        retry_after = (error.headers or {}).get("Retry-After")
+        return TransientProviderError(
+            message, code=code or "rate_limit", retry_after=float(retry_after) if retry_after else None
+        )
+    if isinstance(error, (stripe.APIConnectionError, stripe.AuthenticationError, stripe.PermissionError)) or (
+        status == 409 and not isinstance(error, stripe.IdempotencyError)
+    ):
+        # 409: the same idempotency key is in flight elsewhere; asking again later is safe.
+        # A bad key or a network fault will not be fixed by the customer: keep trying, then a person looks.
+        return TransientProviderError(message, code=code or error.__class__.__name__.lower())
+    if status >= 500 or (isinstance(error, stripe.APIError) and not status):
+        return TransientProviderError(message, code=code or f"http_{status or 'error'}")
+    if status == 404 or code == "resource_missing":
+        return TransactionNotFound(message, code=code or "resource_missing")
+    if code in _AMOUNT_CODES:
+        return PermanentProviderError(message, code=code, http_status=422)
+    return PermanentProviderError(message, code=code or "invalid_request", http_status=402)
+
+
+_TRANSACTION_ID = re.compile(r"^(pi|ch|py)_[A-Za-z0-9_\-]{1,252}$")
+
+
+class StripeProvider:
+    name = "stripe"
+    supports_items = False
+    item_tax_rates: tuple[str, ...] = ()
+    idempotent_create = True
+    transaction_id_pattern = r"^(pi|ch|py)_[A-Za-z0-9]+$"
+
+    @classmethod
+    def validate_transaction_id(cls, value: str) -> str | None:
+        if _TRANSACTION_ID.match(value):
+            return None
+        return "connector_transaction_id must be a Stripe PaymentIntent (pi_…) or Charge (ch_…) id."
+
+    @classmethod
+    def check_configuration(cls, settings) -> list[str]:
+        problems = []
+        if not settings.STRIPE_SECRET_KEY:
+            problems.append("STRIPE_SECRET_KEY is empty.")
+        if not settings.STRIPE_API_BASE:
+            problems.append("STRIPE_API_BASE is empty.")
+        return problems
+
+    def __init__(self, *, api_key: str, api_base: str, timeout: float):
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base},
+            # Retries belong to our task layer, where each one is logged and bounded.
+            max_network_retries=0,
+            http_client=stripe.RequestsClient(timeout=timeout),
+        )
+
+    @classmethod
+    def from_settings(cls) -> StripeProvider:
+        return cls(
+            api_key=settings.STRIPE_SECRET_KEY,
+            api_base=settings.STRIPE_API_BASE,
+            timeout=settings.STRIPE_TIMEOUT_SECONDS,
+        )
+
+    def create_refund(
+        self,
+        *,
+        merchant_refund_id: str,
+        connector_transaction_id: str,
+        amount: Money | None,
+        reason: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+        items: list[LineItem] | None = None,
+    ) -> RefundResult:
+        if items:
+            raise PermanentProviderError("Stripe refunds have no invoice items.", code="items_not_supported")
+        params: dict = {
+            _payment_param(connector_transaction_id): connector_transaction_id,
+            "metadata": {**metadata, "merchant_refund_id": merchant_refund_id},
+        }
+        if amount is not None:
+            params["amount"] = amount.minor_amount
+        if reason in STRIPE_REASONS:
+            params["reason"] = reason
+        try:
+            refund = self._client.v1.refunds.create(params=params, options={"idempotency_key": idempotency_key})
+        except stripe.StripeError as error:
+            raise translate_error(error) from error
+        return _refund_result(refund)
+
+    def get_refund(self, *, connector_refund_id: str, connector_transaction_id: str = "") -> RefundResult:
+        try:
+            refund = self._client.v1.refunds.retrieve(connector_refund_id)
+        except stripe.StripeError as error:
+            raise translate_error(error) from error
+        return _refund_result(refund)
+
+    def list_refunds(self, *, connector_transaction_id: str) -> list[RefundResult]:
+        params = {_payment_param(connector_transaction_id): connector_transaction_id, "limit": 100}
+        try:
+            page = self._client.v1.refunds.list(params=params)
+            return [_refund_result(refund) for refund in page.auto_paging_iter()]
+        except stripe.StripeError as error:
+            raise translate_error(error) from error
+
+    def get_payment(self, *, connector_transaction_id: str) -> PaymentInfo:
+        kind = _payment_param(connector_transaction_id)
+        try:
+            if kind == "payment_intent":
+                intent = self._client.v1.payment_intents.retrieve(
+                    connector_transaction_id, params={"expand": ["latest_charge"]}
+                )
+                charge = intent.latest_charge
+                if isinstance(charge, str):
+                    charge = self._client.v1.charges.retrieve(charge)
+                metadata = intent.metadata.to_dict() if intent.metadata else {}
+                status = intent.status
+                customer = getattr(intent, "customer", None)
+            else:
+                charge = self._client.v1.charges.retrieve(connector_transaction_id)
+                metadata = charge.metadata.to_dict() if charge.metadata else {}
+                status = charge.status
+                customer = getattr(charge, "customer", None)
+        except stripe.StripeError as error:
+            raise translate_error(error) from error
+        if charge is None:
+            raise PermanentProviderError("The payment has no charge to refund.", code="payment_not_captured")
+        return PaymentInfo(
+            connector_transaction_id=connector_transaction_id,
+            amount=Money(int(charge.amount), charge.currency.upper()),
+            amount_refunded=int(charge.amount_refunded or 0),
+            status=status or "",
+            product=str(metadata.get("product", "")),
+            metadata=metadata,
+            customer=(customer if isinstance(customer, str) else getattr(customer, "id", "")) or "",
+        )
+
+
+def _payment_param(connector_transaction_id: str) -> str:
+    if connector_transaction_id.startswith("pi_"):
+        return "payment_intent"
+    if connector_transaction_id.startswith("ch_") or connector_transaction_id.startswith("py_"):
+        return "charge"
+    raise TransactionNotFound(
+        "A Stripe transaction id starts with pi_ (PaymentIntent) or ch_ (Charge).",
+        code="invalid_transaction_id",
+    )
+
+
+def _refund_result(refund) -> RefundResult:
+    failure = getattr(refund, "failure_reason", None) or ""
+    metadata = getattr(refund, "metadata", None)
+    payment = getattr(refund, "payment_intent", None) or getattr(refund, "charge", None) or ""
+    return RefundResult(
+        connector_refund_id=refund.id,
+        status=_STATUS.get(refund.status, ProviderRefundStatus.PENDING),
+        amount=Money(int(refund.amount), refund.currency.upper()),
+        failure_code=failure,
+        failure_message=f"Stripe reported the refund {refund.status}: {failure}" if failure else "",
+        connector_transaction_id=payment if isinstance(payment, str) else payment.id,
+        merchant_refund_id=(metadata.to_dict().get("merchant_refund_id") if metadata else None) or "",
+    )

@@ -1,0 +1,5 @@
+from django.dispatch import Signal
+
+# Sent inside the transaction that changed the status, with refund, from_status, to_status,
+# actor. Receivers must only schedule work with transaction.on_commit.
+refund_status_changed = Signal()

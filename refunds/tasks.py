@@ -1,0 +1,54 @@
+"""Celery tasks: thin. Each takes ids, calls one service."""
+
+import logging
+
+import requests
+from celery import shared_task
+
+from refunds import notifications, provider_events, services
+from refunds.models import RefundRequest
+from refunds.providers.base import TransientProviderError
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def refund_submit_task(self, refund_id: int):
+    try:
+        services.refund_submit(refund_id=refund_id)
+    except RefundRequest.DoesNotExist:
+        logger.warning("refund %s vanished before submission", refund_id)
+    except TransientProviderError as error:
+        # The service counts attempts in the database and has already flagged the refund when
+        # they ran out; it raises only when another attempt is due.
+        raise self.retry(exc=error, countdown=error.retry_in)
+
+
+@shared_task(acks_late=True)
+def refund_sync_status_task(refund_id: int):
+    services.refund_sync_status(refund_id=refund_id)
+
+
+@shared_task
+def refund_dispatch_due_task():
+    dispatched = services.refunds_dispatch_due()
+    if any(dispatched.values()):
+        logger.info("dispatched %s", {k: len(v) for k, v in dispatched.items()})
+
+
+@shared_task(
+    autoretry_for=(requests.RequestException,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def refund_notify_slack_task(refund_id: int, from_status: str, to_status: str, actor_id: int | None = None):
+    notifications.refund_status_notify(
+        refund_id=refund_id, from_status=from_status, to_status=to_status, actor_id=actor_id
+    )
+
+
+@shared_task(acks_late=True)
+def webhook_event_process_task(event_pk: int):
+    # A failure leaves the event unprocessed; the dispatcher offers it again.
+    provider_events.webhook_event_process(event_pk=event_pk)

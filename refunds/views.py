@@ -1,0 +1,132 @@
+import stripe
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import connection
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from refunds import errors, services
+from refunds.forms import PaymentLookupForm, RefundForm
+from refunds.money import Money, format_minor
+from refunds.provider_events import webhook_event_receive
+from refunds.selectors import refund_visible_to, refund_with_approvals
+
+
+def healthz(request):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok"})
+
+
+@csrf_exempt
+@require_POST
+def stripe_webhook(request):
+    """Stripe events, verified by their signature; 400 and nothing changes when it is wrong."""
+    secret = settings.STRIPE_WEBHOOK_SECRET
+    if not secret:
+        return _webhook_error(503, "webhook_not_configured", "STRIPE_WEBHOOK_SECRET is not set.")
+    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.WEBHOOK_MAX_BYTES:
+        return _webhook_error(413, "payload_too_large", "The event is too large.")
+    try:
+        event = stripe.Webhook.construct_event(
+            request.body, request.headers.get("Stripe-Signature", ""), secret,
+            tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
+        )
+    except stripe.SignatureVerificationError:
+        return _webhook_error(400, "invalid_signature", "The Stripe-Signature header does not verify.")
+    except ValueError:
+        return _webhook_error(400, "invalid_payload", "The body is not a Stripe event.")
+    stored, created = webhook_event_receive(provider="stripe", event=event.to_dict())
+    return JsonResponse({"received": True, "duplicate": not created, "event": stored.event_id})
+
+
+def _webhook_error(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message, "field": None}}, status=status)
+
+
+@login_required
+def refund_new(request):
+    """File a refund: look the payment up first, show what may be refunded, then file."""
+    if not request.user.has_perm("refunds.add_refundrequest"):
+        raise Http404  # the page does not exist for roles that cannot file
+    preview = form = None
+    lookup = PaymentLookupForm(request.POST or request.GET or None)
+    if lookup.is_bound and lookup.is_valid():
+        try:
+            preview = services.payment_preview(**lookup.cleaned_data)
+        except errors.RefundError as error:
+            lookup.add_error("connector_transaction_id" if error.field else None, error.message)
+    if preview is not None:
+        currency = preview.amount.currency
+        if request.method == "POST":
+            form = RefundForm(request.POST, currency=currency)
+            if form.is_valid():
+                return _file(request, form, preview) or _render_new(request, lookup, preview, form)
+        else:
+            form = RefundForm(
+                currency=currency,
+                initial={
+                    "merchant_refund_id": RefundForm.new_merchant_refund_id(),
+                    **lookup.cleaned_data,
+                    "product": preview.product,
+                },
+            )
+    return _render_new(request, lookup, preview, form)
+
+
+def _file(request, form, preview):
+    data = form.cleaned_data
+    amount = Money(data["amount_minor"], preview.amount.currency) if data["amount_minor"] else None
+    try:
+        refund, _ = services.refund_request_create(
+            merchant_refund_id=data["merchant_refund_id"],
+            provider=data["provider"],
+            connector_transaction_id=data["connector_transaction_id"],
+            amount=amount,
+            reason=data["reason"],
+            reason_code=data["reason_code"].code,
+            metadata={},
+            product=data["product"],
+            requested_by=request.user,
+        )
+    except errors.RefundError as error:
+        form.add_error("amount" if error.field == "amount" else None, error.message)
+        return None
+    return redirect("refund-detail", merchant_refund_id=refund.merchant_refund_id)
+
+
+def _render_new(request, lookup, preview, form):
+    shown = {}
+    if preview is not None:
+        currency = preview.amount.currency
+        shown = {
+            "amount": format_minor(preview.amount.minor_amount, currency),
+            "refunded": format_minor(preview.refunded_at_provider, currency),
+            "awaiting": format_minor(preview.awaiting, currency),
+            "refundable": format_minor(preview.refundable_now, currency),
+        }
+    return render(request, "refunds/new.html", {"lookup": lookup, "preview": preview, "shown": shown, "form": form})
+
+
+@login_required
+def refund_detail(request, merchant_refund_id):
+    refund = (
+        refund_with_approvals(refund_visible_to(request.user))
+        .prefetch_related("logs__actor")
+        .filter(merchant_refund_id=merchant_refund_id)
+        .first()
+    )
+    if refund is None:
+        raise Http404("No such refund.")
+    return render(request, "refunds/detail.html", {"refund": refund, "refresh_seconds": 3})
+
+
+@login_required
+def refund_list(request):
+    """My requests, newest first."""
+    mine = refund_visible_to(request.user).filter(requested_by=request.user).order_by("-created_at", "-id")
+    page = Paginator(mine, 25).get_page(request.GET.get("page"))
+    return render(request, "refunds/list.html", {"page": page})

@@ -1,0 +1,106 @@
+"""Every approval policy rule, at the service level: thresholds per currency, approver limits,
+tiers, maker-checker, one person counting once."""
+
+import pytest
+from django.contrib.auth.models import Group
+
+from approvals.models import Approval, ApproverLimit, AutoApproveThreshold
+from approvals.policy import approver_limit, auto_approve_threshold
+from approvals.services import refund_approve, refund_reject
+from refunds import errors
+from refunds.models import RefundStatus
+from refunds.roles import FINANCE_MANAGERS
+from tests import factories
+from tests.factories import RefundFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def limit(holder, amount, currency=""):
+    field = "group" if isinstance(holder, Group) else "user"
+    return ApproverLimit.objects.update_or_create(**{field: holder}, currency=currency, defaults={"max_minor_amount": amount})
+
+
+def test_threshold_from_the_database_wins_over_the_environment(settings):
+    settings.REFUND_AUTO_APPROVE_THRESHOLDS = {"USD": 5000}
+    assert auto_approve_threshold("USD") == 5000
+    AutoApproveThreshold.objects.create(currency="USD", max_minor_amount=2500)
+    assert auto_approve_threshold("USD") == 2500
+    assert auto_approve_threshold("JPY") == settings.REFUND_AUTO_APPROVE_DEFAULT
+
+
+def test_finance_managers_start_with_the_default_limit(manager, settings):
+    assert approver_limit(manager, "USD") == settings.REFUND_DEFAULT_APPROVER_LIMIT
+    assert approver_limit(factories.agent(username="a2"), "USD") == 0
+
+
+def test_a_currency_row_beats_the_any_currency_row_of_the_same_holder(manager):
+    group = Group.objects.get(name=FINANCE_MANAGERS)
+    limit(group, 100_000)
+    limit(group, 20_000, "JPY")
+    assert approver_limit(manager, "JPY") == 20_000
+    assert approver_limit(manager, "EUR") == 100_000
+    limit(manager, 500_000)  # a personal limit, higher than the group's
+    assert approver_limit(manager, "JPY") == 500_000
+
+
+def test_within_limit_one_approval_approves(manager, agent):
+    refund = RefundFactory(requested_by=agent, amount_minor=90_000)
+    result = refund_approve(refund_id=refund.pk, approver=manager, comment="fine")
+    assert result.status == RefundStatus.APPROVED
+    assert Approval.objects.get().limit_minor == 100_000
+
+
+def test_above_the_limit_it_waits_for_a_higher_tier(manager, manager2, agent):
+    director = factories.manager(username="director")
+    limit(director, 1_000_000)
+    refund = RefundFactory(requested_by=agent, amount_minor=250_000)
+
+    first = refund_approve(refund_id=refund.pk, approver=manager, comment="checked the order")
+    assert first.status == RefundStatus.PENDING_APPROVAL
+    assert "needs an approver whose limit covers 2,500.00 USD" in first.logs.last().message
+    second = refund_approve(refund_id=refund.pk, approver=manager2, comment="me too")
+    assert second.status == RefundStatus.PENDING_APPROVAL  # two low limits do not add up
+    final = refund_approve(refund_id=refund.pk, approver=director, comment="ok")
+
+    assert final.status == RefundStatus.APPROVED
+    assert list(refund.approvals.values_list("approver__username", "tier")) == [
+        ("manager", 1), ("manager2", 2), ("director", 3),
+    ]
+
+
+def test_one_person_never_counts_twice(manager, agent):
+    refund = RefundFactory(requested_by=agent, amount_minor=250_000)
+    refund_approve(refund_id=refund.pk, approver=manager)
+    with pytest.raises(errors.InvalidTransition) as again:
+        refund_approve(refund_id=refund.pk, approver=manager)
+    assert again.value.code == "already_approved"
+    assert refund.approvals.count() == 1
+
+
+def test_maker_checker_holds_at_every_tier(manager):
+    director = factories.manager(username="director")
+    limit(director, 1_000_000)
+    own = RefundFactory(requested_by=director, amount_minor=250_000)
+    refund_approve(refund_id=own.pk, approver=manager)
+    with pytest.raises(errors.PermissionDenied) as denied:
+        refund_approve(refund_id=own.pk, approver=director)
+    assert denied.value.code == "self_approval_forbidden"
+    with pytest.raises(errors.PermissionDenied):
+        refund_reject(refund_id=own.pk, approver=director, comment="no")
+
+
+def test_no_limit_in_the_currency_means_no_approval(agent):
+    group = Group.objects.get(name=FINANCE_MANAGERS)
+    ApproverLimit.objects.filter(group=group).delete()
+    newcomer = factories.manager(username="newcomer")
+    refund = RefundFactory(requested_by=agent)
+    with pytest.raises(errors.PermissionDenied) as denied:
+        refund_approve(refund_id=refund.pk, approver=newcomer)
+    assert denied.value.code == "approval_limit_missing"
+    assert not refund.approvals.exists()
+
+
+def test_any_manager_may_reject_whatever_the_amount(manager, agent):
+    refund = RefundFactory(requested_by=agent, amount_minor=10_000_000)
+    assert refund_reject(refund_id=refund.pk, approver=manager, comment="not ours").status == RefundStatus.REJECTED

@@ -1,0 +1,60 @@
+import pytest
+from rest_framework.test import APIClient
+
+from refunds.authentication import api_token_create
+from tests import factories
+
+pytest_plugins = [
+    "tests.fixtures.stripe_sandbox",
+    "tests.fixtures.robokassa_sandbox",
+    "tests.fixtures.slack",
+    "tests.fixtures.worker",
+]
+
+
+@pytest.fixture(autouse=True)
+def _provider_settings(settings, stripe_sandbox, robokassa_sandbox):
+    """Every test talks to the local Stripe sandbox and Robokassa emulator (both enabled), and
+    to no Slack unless it asks for one."""
+    settings.REFUND_PROVIDERS = ["stripe", "robokassa"]
+    settings.STRIPE_API_BASE = stripe_sandbox.base_url
+    settings.STRIPE_SECRET_KEY = stripe_sandbox.api_key
+    settings.STRIPE_TIMEOUT_SECONDS = 3
+    settings.ROBOKASSA_API_BASE = robokassa_sandbox.base_url
+    settings.ROBOKASSA_MERCHANT_LOGIN = robokassa_sandbox.merchant_login
+    settings.ROBOKASSA_PASSWORD3 = robokassa_sandbox.password3
+    settings.ROBOKASSA_TIMEOUT_SECONDS = 3
+    settings.SLACK_WEBHOOK_URL = ""
+
+
+@pytest.fixture
+def agent(db):
+    return factories.agent(username="agent")
+
+
+@pytest.fixture
+def manager(db):
+    return factories.manager(username="manager")
+
+
+@pytest.fixture
+def manager2(db):
+    return factories.manager(username="manager2")
+
+
+@pytest.fixture
+def accountant(db):
+    return factories.accountant(username="accountant")
+
+
+@pytest.fixture
+def api():
+    """api(user) -> an API client authenticated with a real token of that user."""
+
+    def make(user=None):
+        client = APIClient()
+        if user is not None:
+            client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user)}")
+        return client
+
+    return make

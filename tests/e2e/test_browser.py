@@ -1,0 +1,146 @@
+"""A support agent and a finance manager at work, in headless Chromium against the running
+app (live server), a real Celery worker and the Stripe sandbox. Screenshots of the key pages
+land in test-artifacts/screenshots/ (not in git)."""
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from refunds.models import RefundRequest, RefundStatus
+from tests import factories
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian chromium is not installed (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
+    # still plain synchronous code.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def login(browser, live_server):
+    """login(user) -> a page logged in as that user, in its own browser context."""
+    contexts = []
+
+    def make(user, next_url="/refunds/"):
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=live_server.url)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        page.goto(f"/accounts/login/?next={next_url}")
+        page.get_by_label("Username").fill(user.username)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(re.compile(re.escape(next_url)))
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def file_refund(page, pi, amount, reason, shot=None):
+    page.goto("/refunds/new")
+    page.get_by_label("Transaction id").fill(pi)
+    page.get_by_role("button", name="Look up").click()
+    page.get_by_test_id("payment-refundable").wait_for()
+    page.get_by_label("Part of it").check()
+    page.get_by_label("Amount (USD)").fill(amount)
+    page.get_by_label("Reason code").select_option("product_return")
+    page.get_by_label("Note").fill(reason)
+    if shot:
+        page.screenshot(path=SHOTS / shot, full_page=True)
+    page.get_by_role("button", name="File refund").click()
+    page.wait_for_url(re.compile(r"/refunds/web-"))
+    return page.url.rsplit("/", 1)[1]
+
+
+def decide_in_admin(page, refund, action, comment, shot=None):
+    page.goto("/admin/approvals/pendingrefund/")
+    page.locator(f'input.action-select[value="{refund.pk}"]').check()
+    page.locator('select[name="action"]').select_option(action)
+    page.get_by_role("button", name="Go").click()
+    page.get_by_label(re.compile("Comment|Reason")).fill(comment)
+    if shot:
+        page.screenshot(path=SHOTS / shot, full_page=True)
+    verb = {"approve_selected": "Approve", "reject_selected": "Reject"}[action]
+    page.get_by_role("button", name=verb, exact=True).click()
+    # The admin capitalises the first letter of a message.
+    return page.locator("ul.messagelist").text_content().strip().lower()
+
+
+def test_agent_files_manager_approves_refund_succeeds(live_worker, login, stripe_sandbox):
+    agent = factories.agent(username="agent")
+    manager = factories.manager(username="manager")
+    pi = stripe_sandbox.create_payment(20_000, metadata={"product": "Standing desk"})
+
+    agent_page = login(agent, "/refunds/new")
+    merchant_refund_id = file_refund(agent_page, pi, "75.00", "Arrived scratched; partial refund agreed", "1-new-refund.png")
+    assert agent_page.get_by_test_id("status").inner_text() == "Pending approval"
+    agent_page.screenshot(path=SHOTS / "2-status-pending.png", full_page=True)
+
+    refund = RefundRequest.objects.get(merchant_refund_id=merchant_refund_id)
+    manager_page = login(manager, "/admin/approvals/pendingrefund/")
+    manager_page.screenshot(path=SHOTS / "3-approval-queue.png", full_page=True)
+    outcome = decide_in_admin(manager_page, refund, "approve_selected", "Checked the photos", "4-confirm-approve.png")
+    assert f"{merchant_refund_id}: approved" in outcome
+
+    agent_page.reload()
+    agent_page.get_by_test_id("status").filter(has_text="Succeeded").wait_for(timeout=45_000)
+    agent_page.screenshot(path=SHOTS / "5-status-succeeded.png", full_page=True)
+    [at_stripe] = stripe_sandbox.client().v1.refunds.list(params={"payment_intent": pi}).data
+    assert at_stripe.amount == 7_500 and at_stripe.status == "succeeded"
+
+
+def test_manager_rejects_and_the_agent_sees_why(live_worker, login, stripe_sandbox):
+    agent = factories.agent(username="agent")
+    manager = factories.manager(username="manager")
+    pi = stripe_sandbox.create_payment(20_000)
+    agent_page = login(agent, "/refunds/new")
+    merchant_refund_id = file_refund(agent_page, pi, "90.00", "Customer asks for a refund")
+    refund = RefundRequest.objects.get(merchant_refund_id=merchant_refund_id)
+
+    outcome = decide_in_admin(login(manager, "/admin/"), refund, "reject_selected", "Outside the 30-day window")
+
+    assert f"{merchant_refund_id}: rejected" in outcome
+    agent_page.reload()
+    assert agent_page.get_by_test_id("status").inner_text() == "Rejected"
+    assert "Outside the 30-day window" in agent_page.locator("table").inner_text()
+    assert stripe_sandbox.client().v1.refunds.list(params={"payment_intent": pi}).data == []
+
+
+def test_a_manager_cannot_approve_their_own_request(live_worker, login, stripe_sandbox):
+    manager = factories.manager(username="manager")
+    pi = stripe_sandbox.create_payment(20_000)
+    page = login(manager, "/refunds/new")
+    merchant_refund_id = file_refund(page, pi, "60.00", "Goodwill")
+    refund = RefundRequest.objects.get(merchant_refund_id=merchant_refund_id)
+
+    outcome = decide_in_admin(page, refund, "approve_selected", "Approving my own")
+
+    assert "nobody approves or rejects a refund they requested." in outcome
+    page.screenshot(path=SHOTS / "6-self-approval-refused.png", full_page=True)
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.PENDING_APPROVAL and not refund.approvals.exists()

@@ -1,0 +1,56 @@
+"""GET /api/refunds/: who sees what, filters, pagination."""
+
+import pytest
+
+from refunds.models import RefundStatus
+from tests import factories
+from tests.factories import RefundFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_detail_has_the_documented_fields(api, agent):
+    RefundFactory(requested_by=agent, merchant_refund_id="r-1", metadata={"k": "v"}, product="Mug")
+
+    data = api(agent).get("/api/refunds/r-1/").json()
+
+    assert set(data) == {
+        "merchant_refund_id", "provider", "connector_transaction_id", "connector_refund_id", "status", "amount",
+        "reason", "reason_code", "metadata", "product", "items", "requested_by", "origin", "created_at", "resolved_at", "approvals",
+        "error",
+    }
+    assert data["amount"] == {"minor_amount": 1000, "currency": "USD"}
+    assert data["metadata"] == {"k": "v"}
+    assert data["items"] == []
+
+
+def test_agents_see_only_their_own_requests(api, agent, manager, accountant):
+    other = factories.agent(username="other-agent")
+    RefundFactory(requested_by=agent, merchant_refund_id="mine")
+    RefundFactory(requested_by=other, merchant_refund_id="theirs")
+
+    mine = api(agent).get("/api/refunds/").json()
+    assert [r["merchant_refund_id"] for r in mine["results"]] == ["mine"]
+    assert api(agent).get("/api/refunds/theirs/").status_code == 404
+    assert mine["count"] == 1
+    assert {r["merchant_refund_id"] for r in api(manager).get("/api/refunds/").json()["results"]} == {"mine", "theirs"}
+    assert api(accountant).get("/api/refunds/theirs/").status_code == 200
+
+
+def test_filters_and_pagination(api, manager):
+    for i in range(55):
+        RefundFactory(merchant_refund_id=f"p-{i:02d}", status=RefundStatus.SUCCEEDED if i % 5 == 0 else RefundStatus.PENDING_APPROVAL)
+    RefundFactory(merchant_refund_id="eur", currency="EUR")
+    client = api(manager)
+
+    page1 = client.get("/api/refunds/").json()
+    page2 = client.get(page1["next"]).json()
+    succeeded = client.get("/api/refunds/?status=succeeded").json()
+    eur = client.get("/api/refunds/?currency=eur").json()
+    bad = client.get("/api/refunds/?status=done")
+
+    assert page1["count"] == 56 and len(page1["results"]) == 50 and len(page2["results"]) == 6
+    assert page1["results"][0]["merchant_refund_id"] == "eur"  # newest first
+    assert succeeded["count"] == 11
+    assert [r["merchant_refund_id"] for r in eur["results"]] == ["eur"]
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "status"

@@ -1,0 +1,105 @@
+"""The one door: allowed transitions, the log, the signal, the dispatcher."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from refunds import errors, services
+from refunds.models import ALLOWED_TRANSITIONS, FINAL_STATUSES, RefundLog, RefundStatus
+from refunds.signals import refund_status_changed
+from tests.factories import RefundFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("final", sorted(FINAL_STATUSES))
+def test_final_statuses_have_no_way_out(final):
+    refund = RefundFactory(status=final)
+    for target in RefundStatus.values:
+        with pytest.raises(errors.InvalidTransition):
+            services.refund_transition(refund_id=refund.pk, to_status=target)
+    refund.refresh_from_db()
+    assert refund.status == final and not refund.logs.exists()
+
+
+def test_every_status_is_reachable_and_every_open_status_can_end():
+    reachable = {RefundStatus.PENDING_APPROVAL} | {t for targets in ALLOWED_TRANSITIONS.values() for t in targets}
+    assert reachable == set(RefundStatus.values)
+    assert all(ALLOWED_TRANSITIONS[s] & FINAL_STATUSES for s in ALLOWED_TRANSITIONS)
+
+
+def test_transition_saves_logs_and_announces(manager):
+    refund = RefundFactory()
+    heard = []
+
+    def listener(sender, refund, from_status, to_status, actor, **kw):
+        heard.append((refund.pk, from_status, to_status, actor))
+
+    refund_status_changed.connect(listener, dispatch_uid="test-listener")
+    try:
+        services.refund_transition(refund_id=refund.pk, to_status=RefundStatus.CANCELED, actor=manager, message="dup")
+    finally:
+        refund_status_changed.disconnect(dispatch_uid="test-listener")
+
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.CANCELED and refund.resolved_at is not None
+    assert heard == [(refund.pk, "pending_approval", "canceled", manager)]
+    log = refund.logs.get()
+    assert (log.event, log.from_status, log.to_status, log.actor, log.message) == (
+        "status_changed", "pending_approval", "canceled", manager, "dup",
+    )
+
+
+def test_refund_log_is_append_only():
+    refund = RefundFactory()
+    log = services.refund_log_append(refund=refund, event=RefundLog.Event.NOTE, message="hello")
+
+    log.message = "rewritten"
+    with pytest.raises(TypeError):
+        log.save()
+    with pytest.raises(TypeError):
+        log.delete()
+    with pytest.raises(TypeError):
+        RefundLog.objects.filter(pk=log.pk).update(message="x")
+    with pytest.raises(TypeError):
+        RefundLog.objects.all().delete()
+    assert RefundLog.objects.get(pk=log.pk).message == "hello"
+
+
+def test_cancel_only_before_execution(agent, manager):
+    waiting = RefundFactory(requested_by=agent)
+    sent = RefundFactory(status=RefundStatus.PROCESSING)
+
+    services.refund_cancel(refund_id=waiting.pk, actor=agent, comment="customer changed mind")
+    with pytest.raises(errors.InvalidTransition):
+        services.refund_cancel(refund_id=sent.pk, actor=manager, comment="too late")
+    with pytest.raises(errors.PermissionDenied):
+        services.refund_cancel(refund_id=RefundFactory().pk, actor=agent, comment="not mine")
+
+
+def test_dispatcher_hands_out_due_work_once(django_capture_on_commit_callbacks, settings):
+    now = timezone.now()
+    lost = RefundFactory(status=RefundStatus.APPROVED, next_action_at=now - timedelta(seconds=1))
+    crashed = RefundFactory(status=RefundStatus.PROCESSING, next_action_at=now - timedelta(seconds=1))
+    polling = RefundFactory(
+        status=RefundStatus.PROCESSING, connector_refund_id="re_x", next_action_at=now - timedelta(seconds=1)
+    )
+    RefundFactory(status=RefundStatus.PROCESSING, connector_refund_id="re_y", next_action_at=now + timedelta(hours=1))
+    stuck = RefundFactory(
+        status=RefundStatus.PROCESSING, connector_refund_id="re_z", next_action_at=now,
+        submitted_at=now - timedelta(seconds=settings.REFUND_POLL_GIVE_UP_SECONDS + 1),
+    )
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        first = services.refunds_dispatch_due()
+    second = services.refunds_dispatch_due()
+
+    assert sorted(first["submit"]) == sorted([lost.pk, crashed.pk])
+    assert first["sync"] == [polling.pk] and first["flagged"] == [stuck.pk]
+    assert len(callbacks) == 3
+    assert second == {"submit": [], "sync": [], "flagged": [], "events": []}  # each pushed into the future
+    polling.refresh_from_db()
+    stuck.refresh_from_db()
+    assert polling.poll_count == 1 and polling.next_action_at > now
+    assert stuck.status == RefundStatus.NEEDS_ATTENTION
