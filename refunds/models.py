@@ -165,6 +165,8 @@ class RefundRequest(models.Model):
             ("approve_refundrequest", "Can approve or reject refund requests"),
             ("retry_refundrequest", "Can retry or cancel refund requests"),
             ("view_all_refundrequests", "Can see refund requests filed by anyone"),
+            ("view_reports", "Can see reports, the daily summary and the dashboard"),
+            ("export_refundrequests", "Can export refunds (CSV, XLSX)"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(amount_minor__gt=0), name="refund_amount_positive"),
@@ -182,6 +184,8 @@ class RefundRequest(models.Model):
             models.Index(fields=["provider", "connector_transaction_id"], name="refund_txn_idx"),
             models.Index(fields=["currency"], name="refund_currency_idx"),
             models.Index(fields=["created_at"], name="refund_created_idx"),
+            models.Index(fields=["resolved_at"], name="refund_resolved_idx"),
+            models.Index(fields=["product", "created_at"], name="refund_product_idx"),
         ]
 
     def __str__(self):
@@ -280,3 +284,105 @@ class ApiToken(models.Model):
 
     def __str__(self):
         return f"{self.prefix}… ({self.user})"
+
+
+class Sale(models.Model):
+    """A sale: the denominator of a product's refund rate. Synced from a provider (Stripe's
+    payments listed by date) or imported from a CSV file for sales made elsewhere."""
+
+    class Source(models.TextChoices):
+        STRIPE = "stripe", "Synced from Stripe"
+        IMPORT = "import", "CSV import"
+
+    source = models.CharField(max_length=16, choices=Source.choices)
+    # The provider's payment id, or the import's own sale id: one row per sale, however
+    # often a sync or an import runs again.
+    external_id = models.CharField(max_length=255)
+    product = models.CharField(max_length=200, blank=True)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    sold_at = models.DateTimeField()
+    # The CSV file a sale came from (empty for synced sales).
+    import_batch = models.CharField(max_length=200, blank=True)
+    imported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-sold_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "external_id"], name="sale_once_per_source"),
+            models.CheckConstraint(condition=Q(amount_minor__gte=0), name="sale_amount_not_negative"),
+        ]
+        indexes = [
+            models.Index(fields=["sold_at"], name="sale_sold_idx"),
+            models.Index(fields=["product", "sold_at"], name="sale_product_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.source}:{self.external_id}"
+
+
+class ExportJob(models.Model):
+    """One export of refunds, run by a worker. The file is kept in the database in chunks,
+    so any web process can serve it whichever machine wrote it."""
+
+    class Format(models.TextChoices):
+        CSV = "csv", "CSV"
+        XLSX = "xlsx", "Excel (XLSX)"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Ready"
+        FAILED = "failed", "Failed"
+
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    format = models.CharField(max_length=8, choices=Format.choices)
+    # The filters as the export form cleaned them (JSON-safe: dates as ISO strings).
+    filters = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    rows_expected = models.BigIntegerField(null=True, blank=True)
+    rows_written = models.BigIntegerField(default=0)
+    bytes_written = models.BigIntegerField(default=0)
+    file_name = models.CharField(max_length=200, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    # Heartbeat of the worker writing it: a job whose worker died is started again.
+    progress_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["state", "progress_at"], name="export_state_idx")]
+
+    def __str__(self):
+        return f"export {self.pk} ({self.format}, {self.state})"
+
+
+class ExportChunk(models.Model):
+    job = models.ForeignKey(ExportJob, on_delete=models.CASCADE, related_name="chunks")
+    seq = models.PositiveIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        ordering = ["job", "seq"]
+        constraints = [models.UniqueConstraint(fields=["job", "seq"], name="export_chunk_once")]
+
+
+class SummaryDelivery(models.Model):
+    """One row per day whose summary was sent to Slack. The sender claims the day by
+    inserting the row, so however many beats run, the morning message goes out once."""
+
+    day = models.DateField(unique=True)
+    claimed_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-day"]
+
+    def __str__(self):
+        return f"summary {self.day}"

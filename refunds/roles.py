@@ -19,6 +19,9 @@ ROLE_PERMISSIONS = {
         "refunds.view_refundlog",
         "refunds.view_payment",
         "approvals.view_approval",
+        "refunds.view_reports",
+        "refunds.export_refundrequests",
+        "refunds.view_sale",
     ],
     ACCOUNTANTS: [
         "refunds.view_refundrequest",
@@ -26,6 +29,10 @@ ROLE_PERMISSIONS = {
         "refunds.view_refundlog",
         "refunds.view_payment",
         "approvals.view_approval",
+        "refunds.view_reports",
+        "refunds.export_refundrequests",
+        "refunds.view_sale",
+        "refunds.add_sale",
     ],
 }
 
