@@ -218,6 +218,15 @@ PROVIDER_RATE_MAX_WAIT_SECONDS = env.float("PROVIDER_RATE_MAX_WAIT_SECONDS", def
 # Intake waits less: a web request would rather accept a refund unverified than hang.
 PROVIDER_RATE_MAX_WAIT_INTAKE_SECONDS = env.float("PROVIDER_RATE_MAX_WAIT_INTAKE_SECONDS", default=0.5)
 
+# --- Reports -------------------------------------------------------------------------------
+# The zone the business keeps its books in: report days, export columns "(business time)"
+# and the morning summary's clock. Timestamps are stored and also exported in UTC.
+REPORTS_TIME_ZONE = env.str("REPORTS_TIME_ZONE", default="UTC")
+# When (HH:MM in REPORTS_TIME_ZONE) yesterday's summary goes to Slack; empty turns it off.
+REPORTS_SUMMARY_SEND_AT = env.str("REPORTS_SUMMARY_SEND_AT", default="08:00")
+# The payment metadata key that names the product, for sales synced from Stripe.
+REPORTS_PRODUCT_METADATA_KEY = env.str("REPORTS_PRODUCT_METADATA_KEY", default="product")
+
 # --- Slack ----------------------------------------------------------------------------------
 SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")
 SLACK_TIMEOUT_SECONDS = env.float("SLACK_TIMEOUT_SECONDS", default=5.0)
