@@ -1,0 +1,340 @@
+"""Report selectors: the daily summary and refund rate by product.
+
+Every figure is aggregated in the database over an indexed range (created_at, resolved_at,
+(status, created_at), (product, created_at), sold_at), so a day or a month of a table of
+millions answers without pulling rows into Python. Percentiles use PostgreSQL's
+percentile_cont; elsewhere the same interpolated value is read with ORDER BY … OFFSET.
+
+How these are counted (also shown on the summary page):
+- a refund belongs to the day it was requested (created_at in the business time zone);
+- approval rate = approved (by a person or automatically) / (approved + rejected);
+- auto-approved share = auto-approved / all approved;
+- time to resolution = resolved_at − created_at of refunds in a final status;
+  time to approval = approved_at − created_at;
+- failures: refunds failed or needing attention, by provider and error code;
+- refund rate by product: refunds that succeeded with resolved_at in the range over sales
+  sold in the range, per product and currency.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Aggregate, Avg, Count, DurationField, Exists, F, OuterRef, Q, QuerySet, Sum
+from django.utils import timezone
+
+from refunds.models import FINAL_STATUSES, RefundRequest, RefundStatus, Sale
+
+NO_PRODUCT_LABEL = "(no product)"
+# The longest range the summary page and the API accept, in days.
+MAX_RANGE_DAYS = 366
+FAILURE_STATUSES = (RefundStatus.FAILED, RefundStatus.NEEDS_ATTENTION)
+
+# --- ranges -------------------------------------------------------------------------------
+
+
+def business_zone(tz: str | None = None) -> ZoneInfo:
+    return ZoneInfo(tz or settings.REPORTS_TIME_ZONE)
+
+
+def business_today(*, tz: str | None = None, now: datetime.datetime | None = None) -> datetime.date:
+    return (now or timezone.now()).astimezone(business_zone(tz)).date()
+
+
+def business_yesterday(*, tz: str | None = None, now: datetime.datetime | None = None) -> datetime.date:
+    return business_today(tz=tz, now=now) - datetime.timedelta(days=1)
+
+
+def report_range(
+    *, start: datetime.date, end: datetime.date, tz: str | None = None
+) -> tuple[datetime.datetime, datetime.datetime]:
+    """[start 00:00, end+1 00:00) in the business zone (settings.REPORTS_TIME_ZONE when tz is None), as aware datetimes."""
+    zone = business_zone(tz)
+    since = datetime.datetime.combine(start, datetime.time.min, tzinfo=zone)
+    until = datetime.datetime.combine(end + datetime.timedelta(days=1), datetime.time.min, tzinfo=zone)
+    return since, until
+
+
+# --- percentiles --------------------------------------------------------------------------
+
+
+class _PercentileCont(Aggregate):
+    """PostgreSQL's ordered-set aggregate: works on double precision and on interval."""
+
+    function = "percentile_cont"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    allow_distinct = False
+
+    def __init__(self, expression, *, fraction: float, **extra):
+        super().__init__(expression, fraction=repr(float(fraction)), **extra)
+
+
+def _duration_stats(qs: QuerySet, *, begin: str, finish: str, fraction: float = 0.9) -> DurationStats:
+    """Count, mean and the `fraction` percentile (linear interpolation, as percentile_cont) of
+    `finish − begin` over `qs`."""
+    qs = qs.filter(**{f"{begin}__isnull": False, f"{finish}__isnull": False})
+    span = F(finish) - F(begin)
+    if connection.vendor == "postgresql":
+        row = qs.aggregate(
+            n=Count("pk"),
+            mean=Avg(span, output_field=DurationField()),
+            pct=_PercentileCont(span, fraction=fraction, output_field=DurationField()),
+        )
+        return DurationStats(count=row["n"], average=row["mean"], p90=row["pct"])
+    row = qs.aggregate(n=Count("pk"), mean=Avg(span, output_field=DurationField()))
+    n = row["n"]
+    if not n:
+        return DurationStats(count=0, average=None, p90=None)
+    # Only the one or two rows around the percentile's position leave the database.
+    position = fraction * (n - 1)
+    low = math.floor(position)
+    spans = list(
+        qs.annotate(_span=span).order_by("_span").values_list("_span", flat=True)[low : low + 2]
+    )
+    spans = [_as_timedelta(value) for value in spans]
+    value = spans[0]
+    if len(spans) > 1 and position > low:
+        value = spans[0] + (spans[1] - spans[0]) * (position - low)
+    return DurationStats(count=n, average=_as_timedelta(row["mean"]), p90=value)
+
+
+def _as_timedelta(value) -> datetime.timedelta | None:
+    if value is None or isinstance(value, datetime.timedelta):
+        return value
+    # SQLite hands back a temporal difference as microseconds.
+    return datetime.timedelta(microseconds=float(value))
+
+
+# --- the daily summary --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DurationStats:
+    count: int
+    average: datetime.timedelta | None
+    p90: datetime.timedelta | None
+
+
+@dataclass(frozen=True)
+class StatusTotal:
+    currency: str
+    status: str
+    count: int
+    amount_minor: int
+
+    @property
+    def status_label(self) -> str:
+        return RefundStatus(self.status).label if self.status in RefundStatus.values else self.status
+
+
+@dataclass(frozen=True)
+class CurrencyTotal:
+    currency: str
+    count: int
+    amount_minor: int
+    by_status: tuple[StatusTotal, ...]
+
+
+@dataclass(frozen=True)
+class FailureCount:
+    provider: str
+    error_code: str
+    count: int
+
+
+@dataclass(frozen=True)
+class RefundSummary:
+    start: datetime.date
+    end: datetime.date
+    time_zone: str
+    since: datetime.datetime
+    until: datetime.datetime
+    requested_count: int
+    currencies: tuple[CurrencyTotal, ...]
+    approved_count: int  # approved by a person or automatically
+    auto_approved_count: int
+    rejected_count: int
+    resolution: DurationStats
+    approval: DurationStats
+    failures: tuple[FailureCount, ...]
+
+    @property
+    def decided_count(self) -> int:
+        return self.approved_count + self.rejected_count
+
+    @property
+    def approval_rate(self) -> Decimal | None:
+        return _ratio(self.approved_count, self.decided_count)
+
+    @property
+    def auto_approved_share(self) -> Decimal | None:
+        return _ratio(self.auto_approved_count, self.approved_count)
+
+    @property
+    def failure_count(self) -> int:
+        return sum(f.count for f in self.failures)
+
+    @property
+    def is_single_day(self) -> bool:
+        return self.start == self.end
+
+
+def _ratio(numerator: int, denominator: int) -> Decimal | None:
+    if not denominator:
+        return None
+    return Decimal(numerator) / Decimal(denominator)
+
+
+def _auto_approved():
+    from approvals.models import Approval
+
+    return Exists(
+        Approval.objects.filter(refund=OuterRef("pk"), decision=Approval.Decision.AUTO_APPROVED)
+    )
+
+
+def refund_summary(*, start: datetime.date, end: datetime.date, tz: str | None = None) -> RefundSummary:
+    since, until = report_range(start=start, end=end, tz=tz)
+    requested = RefundRequest.objects.filter(created_at__gte=since, created_at__lt=until).order_by()
+
+    rows = requested.values("currency", "status").annotate(n=Count("pk"), amount=Sum("amount_minor"))
+    by_currency: dict[str, list[StatusTotal]] = {}
+    for row in rows:
+        by_currency.setdefault(row["currency"], []).append(
+            StatusTotal(row["currency"], row["status"], row["n"], int(row["amount"] or 0))
+        )
+    status_order = {status: i for i, status in enumerate(RefundStatus.values)}
+    currencies = tuple(
+        CurrencyTotal(
+            currency=currency,
+            count=sum(t.count for t in totals),
+            amount_minor=sum(t.amount_minor for t in totals),
+            by_status=tuple(sorted(totals, key=lambda t: status_order.get(t.status, 99))),
+        )
+        for currency, totals in sorted(by_currency.items())
+    )
+
+    decisions = requested.aggregate(
+        approved=Count("pk", filter=Q(approved_at__isnull=False)),
+        auto=Count("pk", filter=Q(approved_at__isnull=False) & Q(_auto_approved())),
+        rejected=Count("pk", filter=Q(status=RefundStatus.REJECTED)),
+    )
+
+    failures = tuple(
+        FailureCount(row["provider"], row["error_code"], row["n"])
+        for row in requested.filter(status__in=FAILURE_STATUSES)
+        .values("provider", "error_code")
+        .annotate(n=Count("pk"))
+        .order_by("-n", "provider", "error_code")
+    )
+
+    return RefundSummary(
+        start=start,
+        end=end,
+        time_zone=str(business_zone(tz)),
+        since=since,
+        until=until,
+        requested_count=sum(c.count for c in currencies),
+        currencies=currencies,
+        approved_count=decisions["approved"],
+        auto_approved_count=decisions["auto"],
+        rejected_count=decisions["rejected"],
+        resolution=_duration_stats(
+            requested.filter(status__in=FINAL_STATUSES), begin="created_at", finish="resolved_at"
+        ),
+        approval=_duration_stats(requested, begin="created_at", finish="approved_at"),
+        failures=failures,
+    )
+
+
+# --- refund rate by product ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProductRate:
+    product: str  # "" shown as "(no product)"
+    currency: str
+    refunded_count: int
+    refunded_minor: int
+    sold_count: int
+    sold_minor: int
+    sales_sources: tuple[str, ...]  # e.g. ("stripe",), ("import",), () when no sales known
+
+    @property
+    def rate_by_amount(self) -> Decimal | None:
+        return _ratio(self.refunded_minor, self.sold_minor)
+
+    @property
+    def rate_by_count(self) -> Decimal | None:
+        return _ratio(self.refunded_count, self.sold_count)
+
+    @property
+    def product_label(self) -> str:
+        return self.product or NO_PRODUCT_LABEL
+
+
+def product_refund_rates(
+    *, start: datetime.date, end: datetime.date, tz: str | None = None, limit: int | None = None
+) -> list[ProductRate]:
+    """Sorted by rate_by_amount descending (None last)."""
+    since, until = report_range(start=start, end=end, tz=tz)
+    refunded = (
+        RefundRequest.objects.filter(
+            status=RefundStatus.SUCCEEDED, resolved_at__gte=since, resolved_at__lt=until
+        )
+        .order_by()
+        .values("product", "currency")
+        .annotate(n=Count("pk"), amount=Sum("amount_minor"))
+    )
+    sold = (
+        Sale.objects.filter(sold_at__gte=since, sold_at__lt=until)
+        .order_by()
+        .values("product", "currency", "source")
+        .annotate(n=Count("pk"), amount=Sum("amount_minor"))
+    )
+    figures: dict[tuple[str, str], dict] = {}
+
+    def entry(product: str, currency: str) -> dict:
+        return figures.setdefault(
+            (product, currency),
+            {"refunded_count": 0, "refunded_minor": 0, "sold_count": 0, "sold_minor": 0, "sources": set()},
+        )
+
+    for row in refunded:
+        item = entry(row["product"], row["currency"])
+        item["refunded_count"] += row["n"]
+        item["refunded_minor"] += int(row["amount"] or 0)
+    for row in sold:
+        item = entry(row["product"], row["currency"])
+        item["sold_count"] += row["n"]
+        item["sold_minor"] += int(row["amount"] or 0)
+        item["sources"].add(row["source"])
+
+    rates = [
+        ProductRate(
+            product=product,
+            currency=currency,
+            refunded_count=item["refunded_count"],
+            refunded_minor=item["refunded_minor"],
+            sold_count=item["sold_count"],
+            sold_minor=item["sold_minor"],
+            sales_sources=tuple(sorted(item["sources"])),
+        )
+        for (product, currency), item in figures.items()
+    ]
+    rates.sort(
+        key=lambda r: (
+            r.rate_by_amount is None,
+            -(r.rate_by_amount or 0),
+            -r.refunded_minor,
+            r.product,
+            r.currency,
+        )
+    )
+    return rates[:limit] if limit is not None else rates
