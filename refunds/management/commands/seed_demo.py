@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from refunds.authentication import api_token_create
+from refunds.demo_history import demo_history_create
 from refunds.models import Payment
 from refunds.money import Money
 from refunds.providers import provider_names
@@ -65,6 +66,9 @@ class Command(BaseCommand):
             self._payments_and_refunds(client, users)
         if "robokassa" in provider_names():
             self._robokassa_demo(users, wait=wait)
+        made = demo_history_create(users=users)
+        if made:
+            self.stdout.write(f"  demo history: {made} finished refunds and their sales over the last 60 days")
         key = api_token_create(user=users["agent"])
         self.stdout.write(
             self.style.SUCCESS(
