@@ -240,6 +240,19 @@ async def list_refunds(request):
                                   "/v1/refunds"))
 
 
+async def list_payment_intents(request):
+    """Stripe's list semantics (newest first, cursors, `created` range) for PaymentIntents;
+    localstripe lists them oldest first and refuses `created`."""
+    params = await read_params(request)
+    check_params(params, PAGE_PARAMS | {"customer"})
+    intents = [value for key, value in store.items()
+               if key.startswith("payment_intent:")
+               and (not params.get("customer")
+                    or value.customer == params["customer"])]
+    intents.sort(key=lambda intent: intent.created)  # stable: creation order
+    return json_response(paginate(intents, params, "/v1/payment_intents"))
+
+
 async def retrieve_refund(request):
     params = await read_params(request)
     check_params(params, {"expand"})
@@ -391,6 +404,7 @@ ROUTES = (
     ("POST", "/v1/refunds/{id}/cancel", cancel_refund),
     ("POST", "/v1/test_helpers/refunds/{id}/expire", cancel_refund),
     ("GET", "/v1/events", list_events),
+    ("GET", "/v1/payment_intents", list_payment_intents),
     ("GET", "/_config/faults", get_faults),
     ("POST", "/_config/faults", add_fault),
     ("DELETE", "/_config/faults", clear_faults),
