@@ -5,6 +5,8 @@ models. Errors come in two kinds: transient (try again later) and permanent (the
 has said no, with its own code kept).
 """
 
+import datetime
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar, Protocol
@@ -20,6 +22,8 @@ __all__ = [
     "ProviderRefundStatus",
     "RefundProvider",
     "RefundResult",
+    "SalesSource",
+    "SoldPayment",
     "TransactionNotFound",
     "TransientProviderError",
 ]
@@ -156,4 +160,32 @@ class RefundProvider(Protocol):
 
     def list_refunds(self, *, connector_transaction_id: str) -> list[RefundResult]:
         """Every refund of the payment, whoever made it."""
+        ...
+
+
+@dataclass(frozen=True)
+class SoldPayment:
+    """A payment the provider took, as a sale: what was received, when, with its metadata."""
+
+    connector_transaction_id: str
+    amount: Money
+    created: datetime.datetime
+    status: str
+    metadata: dict = field(default_factory=dict)
+
+
+class SalesSource(Protocol):
+    """A provider that can list the payments it took by date (the sales of refund rates)."""
+
+    name: str
+
+    def list_payments(
+        self,
+        *,
+        created_gte: datetime.datetime,
+        created_lt: datetime.datetime,
+        before_request: Callable[[], object] | None = None,
+    ) -> Iterator[SoldPayment]:
+        """Succeeded payments created in [created_gte, created_lt), every page; `before_request`
+        is called before each HTTP request (the shared rate limiter)."""
         ...

@@ -3,7 +3,9 @@ STRIPE_API_BASE (the local sandbox in development and tests)."""
 
 from __future__ import annotations
 
+import datetime
 import re
+from collections.abc import Callable, Iterator
 
 import stripe
 from django.conf import settings
@@ -16,6 +18,7 @@ from refunds.providers.base import (
     PermanentProviderError,
     ProviderRefundStatus,
     RefundResult,
+    SoldPayment,
     TransactionNotFound,
     TransientProviderError,
 )
@@ -180,6 +183,41 @@ class StripeProvider:
             metadata=metadata,
             customer=(customer if isinstance(customer, str) else getattr(customer, "id", "")) or "",
         )
+
+    def list_payments(
+        self,
+        *,
+        created_gte: datetime.datetime,
+        created_lt: datetime.datetime,
+        before_request: Callable[[], object] | None = None,
+    ) -> Iterator[SoldPayment]:
+        """Succeeded PaymentIntents created in [created_gte, created_lt), newest first. Pages
+        by hand (not the SDK's auto_paging_iter) so each request passes `before_request`."""
+        params: dict = {
+            "created": {"gte": int(created_gte.timestamp()), "lt": int(created_lt.timestamp())},
+            "limit": 100,
+        }
+        while True:
+            if before_request is not None:
+                before_request()
+            try:
+                page = self._client.v1.payment_intents.list(params=params)
+            except stripe.StripeError as error:
+                raise translate_error(error) from error
+            for intent in page.data:
+                if intent.status != "succeeded":
+                    continue
+                received = getattr(intent, "amount_received", None)
+                yield SoldPayment(
+                    connector_transaction_id=intent.id,
+                    amount=Money(int(intent.amount if received is None else received), intent.currency.upper()),
+                    created=datetime.datetime.fromtimestamp(int(intent.created), tz=datetime.UTC),
+                    status=intent.status,
+                    metadata=intent.metadata.to_dict() if intent.metadata else {},
+                )
+            if not page.has_more or not page.data:
+                return
+            params = {**params, "starting_after": page.data[-1].id}
 
 
 def _payment_param(connector_transaction_id: str) -> str:
