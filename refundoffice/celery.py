@@ -20,6 +20,19 @@ def _schedule_periodic_tasks(sender, **kwargs):
         sender.signature("refunds.tasks.refund_dispatch_due_task"),
         name="dispatch due refunds (submit, poll, sweep)",
     )
+    # Both are idempotent and decide from the database what is due: yesterday's sales are
+    # upserted again each hour (late payments included), and the morning summary is claimed
+    # once per day once REPORTS_SUMMARY_SEND_AT has passed in REPORTS_TIME_ZONE.
+    sender.add_periodic_task(
+        3600.0,
+        sender.signature("refunds.tasks.sales_sync_task"),
+        name="sync yesterday's sales from Stripe",
+    )
+    sender.add_periodic_task(
+        120.0,
+        sender.signature("refunds.tasks.summary_send_due_task"),
+        name="send the morning summary to Slack when due",
+    )
 
 
 @signals.worker_init.connect

@@ -52,3 +52,38 @@ def refund_notify_slack_task(refund_id: int, from_status: str, to_status: str, a
 def webhook_event_process_task(event_pk: int):
     # A failure leaves the event unprocessed; the dispatcher offers it again.
     provider_events.webhook_event_process(event_pk=event_pk)
+
+
+@shared_task(
+    autoretry_for=(TransientProviderError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def sales_sync_task(provider: str = "stripe", start: str | None = None, end: str | None = None):
+    """Sync the provider's payments of [start, end] (ISO dates; default: yesterday in the
+    business zone) into Sale rows. Idempotent: the beat runs it often."""
+    import datetime
+
+    from refunds import reports, sales
+    from refunds.providers import UnknownProvider
+
+    yesterday = reports.business_yesterday()
+    try:
+        result = sales.sales_sync(
+            provider=provider,
+            start=datetime.date.fromisoformat(start) if start else yesterday,
+            end=datetime.date.fromisoformat(end) if end else yesterday,
+        )
+    except (UnknownProvider, sales.SalesSyncUnavailable):
+        logger.info("sales sync skipped: %s is not enabled or lists no payments", provider)
+        return None
+    return {"created": result.created, "updated": result.updated}
+
+
+@shared_task
+def summary_send_due_task():
+    # A failed send stays claimed without sent_at and is taken up again by a later tick.
+    delivery = notifications.summary_send_due()
+    if delivery is not None:
+        logger.info("morning summary for %s: %s", delivery.day, "sent" if delivery.sent_at else delivery.error)
