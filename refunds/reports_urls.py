@@ -2,4 +2,13 @@
 
 from django.urls import path
 
-urlpatterns: list = []
+from refunds import report_views
+from refunds.dashboard_views import reports_dashboard
+
+urlpatterns: list = [
+    path("", reports_dashboard, name="reports-dashboard"),
+    path("summary/", report_views.summary_view, name="reports-summary"),
+    path("sales/", report_views.sales_list_view, name="reports-sales"),
+    path("sales/import", report_views.sales_import_view, name="reports-sales-import"),
+    path("sales/sync", report_views.sales_sync_view, name="reports-sales-sync"),
+]
