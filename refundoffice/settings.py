@@ -206,6 +206,8 @@ ROBOKASSA_PASSWORD2 = env.str("ROBOKASSA_PASSWORD2", default="sandbox-password-2
 # Signs the refund API's JWTs: without it Robokassa cannot refund at all.
 ROBOKASSA_PASSWORD3 = env.str("ROBOKASSA_PASSWORD3", default="sandbox-password-3")
 ROBOKASSA_API_BASE = env.str("ROBOKASSA_API_BASE", default="http://127.0.0.1:8430")
+# The hash the shop chose in Robokassa's technical settings; it signs OpStateExt lookups.
+ROBOKASSA_SIGNATURE_ALGORITHM = env.str("ROBOKASSA_SIGNATURE_ALGORITHM", default="MD5")
 ROBOKASSA_TIMEOUT_SECONDS = env.float("ROBOKASSA_TIMEOUT_SECONDS", default=15.0)
 # Requests a second to each provider, shared by all processes (Stripe allows 25 in test mode,
 # 100 live). 0 turns the limit off.

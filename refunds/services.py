@@ -223,10 +223,18 @@ def payment_preview(*, provider: str, connector_transaction_id: str) -> PaymentP
     except TransientProviderError as error:
         raise errors.ProviderUnavailable(f"{provider} cannot be reached right now: {error.message}") from error
     payment = Payment.objects.filter(provider=provider, connector_transaction_id=connector_transaction_id).first()
-    awaiting = 0
+    awaiting = known_at_provider = 0
     if payment is not None:
+        ours = RefundRequest.objects.filter(payment=payment)
         awaiting = (
-            RefundRequest.objects.filter(payment=payment, status__in=OPEN_STATUSES, connector_refund_id="")
+            ours.filter(status__in=OPEN_STATUSES, connector_refund_id="").aggregate(total=Sum("amount_minor"))["total"]
+            or 0
+        )
+        # As in payment_refundable_remaining: a provider that reports no refunded sum
+        # (Robokassa) still has ours.
+        known_at_provider = (
+            ours.filter(status__in=[*OPEN_STATUSES, RefundStatus.SUCCEEDED])
+            .exclude(connector_refund_id="")
             .aggregate(total=Sum("amount_minor"))["total"]
             or 0
         )
@@ -234,7 +242,7 @@ def payment_preview(*, provider: str, connector_transaction_id: str) -> PaymentP
         provider=provider,
         connector_transaction_id=connector_transaction_id,
         amount=info.amount,
-        refunded_at_provider=info.amount_refunded,
+        refunded_at_provider=max(info.amount_refunded, known_at_provider),
         awaiting=awaiting,
         product=info.product,
     )
@@ -458,7 +466,10 @@ def refund_submit(*, refund_id: int) -> RefundRequest | None:
     if refund is None:
         return None
     adapter = get_provider(refund.provider)
-    if not adapter.idempotent_create and refund.logs.filter(event=RefundLog.Event.PROVIDER_CALL).count() > 1:
+    calls = refund.logs.filter(event=RefundLog.Event.PROVIDER_CALL).count()
+    # Attempts that failed before the refund was sent (the adapter said so) cannot have refunded.
+    unsent = refund.logs.filter(event=RefundLog.Event.PROVIDER_ERROR, data__not_sent=True).count()
+    if not adapter.idempotent_create and calls - unsent > 1:
         # An earlier call (this claim's log row is the last) may have refunded without our
         # hearing of it, also before a person's retry, and this provider would refund again:
         # look before creating.
@@ -543,7 +554,7 @@ def _after_transient_submit_error(refund: RefundRequest, error: TransientProvide
                 refund=refund,
                 event=RefundLog.Event.PROVIDER_ERROR,
                 message=f"Attempt {attempts} failed, no attempts left: {error.message}",
-                data={"code": error.code, "transient": True},
+                data={"code": error.code, "transient": True, **_not_sent(error)},
             )
         return refund_flag_for_attention(
             refund_id=refund.pk,
@@ -564,9 +575,14 @@ def _after_transient_submit_error(refund: RefundRequest, error: TransientProvide
             refund=refund,
             event=RefundLog.Event.PROVIDER_ERROR,
             message=f"{what}, retrying in {error.retry_in:.0f}s: {error.message}",
-            data={"code": error.code, "transient": True, "retry_in": round(error.retry_in, 1)},
+            data={"code": error.code, "transient": True, "retry_in": round(error.retry_in, 1), **_not_sent(error)},
         )
     raise error
+
+
+def _not_sent(error: TransientProviderError) -> dict:
+    """Marks an attempt the adapter knows never reached the provider's create call."""
+    return {"not_sent": True} if getattr(error, "refund_not_sent", False) else {}
 
 
 def _claim_for_submit(refund_id: int) -> RefundRequest | None:

@@ -22,7 +22,9 @@ def _provider_settings(settings, stripe_sandbox, robokassa_sandbox):
     settings.STRIPE_TIMEOUT_SECONDS = 3
     settings.ROBOKASSA_API_BASE = robokassa_sandbox.base_url
     settings.ROBOKASSA_MERCHANT_LOGIN = robokassa_sandbox.merchant_login
+    settings.ROBOKASSA_PASSWORD2 = robokassa_sandbox.password2
     settings.ROBOKASSA_PASSWORD3 = robokassa_sandbox.password3
+    settings.ROBOKASSA_SIGNATURE_ALGORITHM = "MD5"
     settings.ROBOKASSA_TIMEOUT_SECONDS = 3
     settings.SLACK_WEBHOOK_URL = ""
 

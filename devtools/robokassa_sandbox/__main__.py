@@ -15,7 +15,7 @@ from aiohttp import web
 
 from devtools.process import serve_until_signalled
 
-from . import DEFAULT_MERCHANT_LOGIN, DEFAULT_PASSWORD3
+from . import DEFAULT_MERCHANT_LOGIN, DEFAULT_PASSWORD2, DEFAULT_PASSWORD3, DEFAULT_SIGNATURE_ALGORITHM
 from .app import build_app
 
 
@@ -25,6 +25,11 @@ def parse_args(argv=None):
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8430, help="0 picks a free port")
     parser.add_argument("--merchant-login", default=os.environ.get("ROBOKASSA_MERCHANT_LOGIN", DEFAULT_MERCHANT_LOGIN))
+    parser.add_argument("--password2", default=os.environ.get("ROBOKASSA_PASSWORD2") or DEFAULT_PASSWORD2,
+                        help="checks OpStateExt signatures (default: $ROBOKASSA_PASSWORD2 or the sandbox's)")
+    parser.add_argument("--signature-algorithm", choices=["MD5", "SHA1", "SHA256", "SHA384", "SHA512"],
+                        default=(os.environ.get("ROBOKASSA_SIGNATURE_ALGORITHM") or DEFAULT_SIGNATURE_ALGORITHM).upper(),
+                        help="the shop's hash for OpStateExt signatures (default MD5)")
     parser.add_argument("--password3", default=os.environ.get("ROBOKASSA_PASSWORD3") or DEFAULT_PASSWORD3,
                         help="checks the JWT signatures (default: $ROBOKASSA_PASSWORD3 or the sandbox's)")
     parser.add_argument("--settle-seconds", type=float, default=5.0,
@@ -48,7 +53,8 @@ async def serve(app, host, port, quiet):
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-    app = build_app(login=args.merchant_login, password3=args.password3,
+    app = build_app(login=args.merchant_login, password3=args.password3, password2=args.password2,
+                    signature_algorithm=args.signature_algorithm,
                     settle_seconds=args.settle_seconds, state_file=args.state_file)
     asyncio.run(serve(app, args.host, args.port, args.quiet))
 

@@ -1,18 +1,24 @@
 """The emulator's aiohttp application.
 
-Robokassa's Refund API v2 (as aiorobokassa calls it):
+Robokassa's Refund API v2 (as aiorobokassa calls it) and its XML interface OpStateExt:
     POST /RefundService/Refund/Create   body: a JSON string, the JWT (HS256/384/512 or MD5 over
                                         password #3) whose payload is {OpKey, RefundSum?, InvoiceItems?}
                                         → {"success": true, "requestId": GUID} or
                                           {"success": false, "message": ...}; 401 on a bad signature
     GET  /RefundService/Refund/GetState?id=GUID
                                         → {"requestId", "amount", "label"} or {"message": ...}
-Lookups Robokassa lacks (signed the same way, payload {MerchantLogin, OpKey}):
-    POST /RefundOfficeExt/Operation     → {"success", "opKey", "invoiceId", "outSum", "currency",
-                                           "refundedSum", "state", "description"}
-    POST /RefundOfficeExt/Refunds       → {"success", "refunds": [{"requestId", "amount", "label"}]}
+    GET|POST /Merchant/WebService/Service.asmx/OpStateExt?MerchantLogin&InvoiceID&Signature
+                                        Signature = hash("MerchantLogin:InvoiceID:password #2"), the
+                                        shop's hash (--signature-algorithm, default MD5), any case
+                                        → OperationStateResponse XML: Result/Code 0 with State/Code
+                                          and Info (OutSum, OpKey, ...); 1 bad signature; 2 unknown
+                                          shop; 3 no such InvoiceID. Always HTTP 200, like Robokassa.
+                                        State is 100 (paid), or the payment's own (5, 10, 50, 80),
+                                        and 60 once finished refunds cover the whole payment.
 Test controls (no signature):
-    POST   /_config/payments            {"amount": "1500.00", "description"?, "behavior"?, "op_key"?}
+    POST   /_config/payments            {"amount": "1500.00", "description"?, "behavior"?, "op_key"?,
+                                         "invoice_id"?, "state"?, "no_op_key"?} → the payment
+    GET    /_config/payments/{invoice_id}
     POST   /_config/refunds/{id}/settle {"label": "finished" | "canceled"}
     POST   /_config/faults              {"status"?, "count"?, "delay_seconds"?, "path_prefix"?, "after"?}
     DELETE /_config/faults · GET|DELETE /_config/stats · DELETE /_config/data
@@ -20,6 +26,7 @@ Test controls (no signature):
 
 import asyncio
 import base64
+import hashlib
 import hmac
 import json
 import logging
@@ -28,6 +35,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 from aiohttp import web
 
@@ -42,12 +50,13 @@ KOPEK = Decimal("0.01")
 
 @dataclass
 class Payment:
-    op_key: str
+    op_key: str  # "" for a payment method without one
     invoice_id: int
     amount: str  # rubles, two decimals
     description: str = ""
     behavior: str = DEFAULT_BEHAVIOR
     refunds: list = field(default_factory=list)  # request ids, oldest first
+    state: int = 100  # OpStateExt's State/Code
 
 
 @dataclass
@@ -72,12 +81,15 @@ class Fault:
 
 
 class State:
-    def __init__(self, *, login: str, password3: str, settle_seconds: float, state_file: str | None):
+    def __init__(self, *, login: str, password2: str, password3: str, signature_algorithm: str,
+                 settle_seconds: float, state_file: str | None):
         self.login = login
+        self.password2 = password2
         self.password3 = password3
+        self.signature_algorithm = signature_algorithm.lower()
         self.settle_seconds = settle_seconds
         self.state_file = Path(state_file) if state_file else None
-        self.payments: dict[str, Payment] = {}
+        self.payments: dict[str, Payment] = {}  # by InvoiceID (as text)
         self.refunds: dict[str, Refund] = {}
         self.faults: list[Fault] = []
         self.requests: dict[str, int] = {}
@@ -87,7 +99,7 @@ class State:
     def load(self):
         if self.state_file and self.state_file.exists():
             data = json.loads(self.state_file.read_text())
-            self.payments = {k: Payment(**v) for k, v in data["payments"].items()}
+            self.payments = {str(v["invoice_id"]): Payment(**v) for v in data["payments"].values()}
             self.refunds = {k: Refund(**v) for k, v in data["refunds"].items()}
             self.next_invoice = data.get("next_invoice", 1000)
 
@@ -106,6 +118,16 @@ class State:
                 and time.time() >= refund.settle_at:
             refund.label = refund.settle_to
         return refund
+
+    def by_op_key(self, op_key: str) -> Payment | None:
+        if not op_key:
+            return None
+        return next((p for p in self.payments.values() if p.op_key == op_key), None)
+
+    def op_state(self, payment: Payment) -> int:
+        finished = sum((Decimal(self.refund_now(self.refunds[r]).amount) for r in payment.refunds
+                        if self.refunds[r].label == "finished"), Decimal("0"))
+        return 60 if payment.state == 100 and finished >= Decimal(payment.amount) else payment.state
 
     def refunded(self, payment: Payment) -> Decimal:
         return sum((Decimal(self.refund_now(self.refunds[r]).amount) for r in payment.refunds
@@ -144,8 +166,31 @@ def _rubles(value) -> Decimal:
     return amount
 
 
-def build_app(*, login: str, password3: str, settle_seconds: float = 2.0, state_file: str | None = None) -> web.Application:
-    state = State(login=login, password3=password3, settle_seconds=settle_seconds, state_file=state_file)
+def op_state_xml(result_code: int, description: str = "", payment: Payment | None = None, state_code: int = 0) -> str:
+    """An OperationStateResponse as Robokassa's OpStateExt writes it."""
+    parts = ['<?xml version="1.0" encoding="utf-8"?>',
+             '<OperationStateResponse xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+             'xmlns="http://merchant.roboxchange.com/WebService/">',
+             f"<Result><Code>{result_code}</Code><Description>{escape(description)}</Description></Result>"]
+    if payment is not None:
+        now = time.strftime("%Y-%m-%dT%H:%M:%S+03:00", time.gmtime(time.time() + 3 * 3600))
+        op_key = f"<OpKey>{escape(payment.op_key)}</OpKey>" if payment.op_key else ""
+        sum6 = f"{Decimal(payment.amount):.6f}"
+        parts += [f"<State><Code>{state_code}</Code><RequestDate>{now}</RequestDate><StateDate>{now}</StateDate></State>",
+                  '<Info xsi:type="OperationInfoExt"><IncCurrLabel>BankCardPSR</IncCurrLabel>'
+                  f"<IncSum>{sum6}</IncSum><IncAccount>220220******1234</IncAccount>"
+                  "<PaymentMethod><Code>BankCard</Code><Description>Банковская карта</Description></PaymentMethod>"
+                  f"<OutCurrLabel>BankCardPSR</OutCurrLabel><OutSum>{sum6}</OutSum>{op_key}</Info>",
+                  "<UserField>" + (f"<Field><Name>shp_product</Name><Value>{escape(payment.description)}</Value>"
+                                   "</Field>" if payment.description else "") + "</UserField>"]
+    parts.append("</OperationStateResponse>")
+    return "".join(parts)
+
+
+def build_app(*, login: str, password3: str, password2: str = "sandbox-password-2", signature_algorithm: str = "MD5",
+              settle_seconds: float = 2.0, state_file: str | None = None) -> web.Application:
+    state = State(login=login, password2=password2, password3=password3, signature_algorithm=signature_algorithm,
+                  settle_seconds=settle_seconds, state_file=state_file)
     state.load()
 
     @web.middleware
@@ -182,9 +227,11 @@ def build_app(*, login: str, password3: str, settle_seconds: float = 2.0, state_
 
     async def create(request):
         payload = await signed(request)
-        payment = state.payments.get(str(payload.get("OpKey", "")))
+        payment = state.by_op_key(str(payload.get("OpKey", "")))
         if payment is None:
             return refusal("Operation not found: unknown OpKey.")
+        if state.op_state(payment) not in (100, 60):
+            return refusal(f"The operation cannot be refunded in state {payment.state}.")
         remaining = Decimal(payment.amount) - state.refunded(payment)
         try:
             amount = _rubles(payload["RefundSum"]) if payload.get("RefundSum") is not None else remaining
@@ -223,23 +270,22 @@ def build_app(*, login: str, password3: str, settle_seconds: float = 2.0, state_
             return web.json_response({"message": "Refund request not found."})
         return web.json_response(refund_json(refund))
 
-    async def ext_operation(request):
-        payload = await signed(request)
-        payment = state.payments.get(str(payload.get("OpKey", "")))
-        if payment is None or payload.get("MerchantLogin") != state.login:
-            return refusal("Operation not found.")
-        return web.json_response({
-            "success": True, "opKey": payment.op_key, "invoiceId": payment.invoice_id,
-            "outSum": float(Decimal(payment.amount)), "currency": "RUB",
-            "refundedSum": float(state.refunded(payment)), "state": "paid", "description": payment.description,
-        })
-
-    async def ext_refunds(request):
-        payload = await signed(request)
-        payment = state.payments.get(str(payload.get("OpKey", "")))
-        if payment is None or payload.get("MerchantLogin") != state.login:
-            return refusal("Operation not found.")
-        return web.json_response({"success": True, "refunds": [refund_json(state.refunds[r]) for r in payment.refunds]})
+    async def op_state_ext(request):
+        params = dict(request.query)
+        if request.method == "POST":
+            params.update(await request.post())
+        login, invoice_id = params.get("MerchantLogin", ""), params.get("InvoiceID", "")
+        expected = hashlib.new(state.signature_algorithm,
+                               f"{login}:{invoice_id}:{state.password2}".encode()).hexdigest()
+        if not hmac.compare_digest(expected, str(params.get("Signature", "")).lower()):
+            xml = op_state_xml(1, "Неверная цифровая подпись запроса (invalid signature)")
+        elif login != state.login:
+            xml = op_state_xml(2, "Информация о магазине с таким MerchantLogin не найдена или магазин не активирован")
+        elif (payment := state.payments.get(invoice_id)) is None:
+            xml = op_state_xml(3, "Информация об операции с таким InvoiceID не найдена")
+        else:
+            xml = op_state_xml(0, "", payment, state.op_state(payment))
+        return web.Response(text=xml, content_type="text/xml", charset="utf-8")
 
     # /_config ----------------------------------------------------------------------------
     async def config_payment(request):
@@ -251,16 +297,23 @@ def build_app(*, login: str, password3: str, settle_seconds: float = 2.0, state_
         behavior = data.get("behavior") or DEFAULT_BEHAVIOR
         if behavior not in REFUND_BEHAVIORS:
             raise web.HTTPBadRequest(text=f"behavior: one of {sorted(REFUND_BEHAVIORS)}")
-        op_key = data.get("op_key") or str(uuid.uuid4()).upper()
-        state.next_invoice += 1
-        payment = Payment(op_key=op_key, invoice_id=state.next_invoice, amount=str(amount.quantize(KOPEK)),
-                          description=str(data.get("description", "")), behavior=behavior)
-        state.payments[op_key] = payment
+        op_key = "" if data.get("no_op_key") else (data.get("op_key") or str(uuid.uuid4()).upper())
+        try:
+            invoice_id = int(data.get("invoice_id") or state.next_invoice + 1)
+            pay_state = int(data.get("state") or 100)
+        except (TypeError, ValueError):
+            raise web.HTTPBadRequest(text="invoice_id and state: numbers") from None
+        if str(invoice_id) in state.payments or pay_state not in (5, 10, 50, 80, 100):
+            raise web.HTTPBadRequest(text="invoice_id taken, or state not one of 5, 10, 50, 80, 100")
+        state.next_invoice = max(state.next_invoice, invoice_id)
+        payment = Payment(op_key=op_key, invoice_id=invoice_id, amount=str(amount.quantize(KOPEK)),
+                          description=str(data.get("description", "")), behavior=behavior, state=pay_state)
+        state.payments[str(invoice_id)] = payment
         state.save()
         return web.json_response(asdict(payment))
 
     async def config_payment_get(request):
-        payment = state.payments.get(request.match_info["op_key"])
+        payment = state.payments.get(request.match_info["invoice_id"])
         if payment is None:
             raise web.HTTPNotFound()
         return web.json_response(asdict(payment))
@@ -311,10 +364,10 @@ def build_app(*, login: str, password3: str, settle_seconds: float = 2.0, state_
         web.get("/", root),
         web.post("/RefundService/Refund/Create", create),
         web.get("/RefundService/Refund/GetState", get_state),
-        web.post("/RefundOfficeExt/Operation", ext_operation),
-        web.post("/RefundOfficeExt/Refunds", ext_refunds),
+        web.get("/Merchant/WebService/Service.asmx/OpStateExt", op_state_ext),
+        web.post("/Merchant/WebService/Service.asmx/OpStateExt", op_state_ext),
         web.post("/_config/payments", config_payment),
-        web.get("/_config/payments/{op_key}", config_payment_get),
+        web.get("/_config/payments/{invoice_id}", config_payment_get),
         web.post("/_config/refunds/{request_id}/settle", config_settle),
         web.post("/_config/faults", config_add_fault),
         web.delete("/_config/faults", config_clear_faults),

@@ -8,7 +8,7 @@ import requests
 
 from devtools.process import serve
 
-from . import DEFAULT_MERCHANT_LOGIN, DEFAULT_PASSWORD3, REFUND_BEHAVIORS
+from . import DEFAULT_MERCHANT_LOGIN, DEFAULT_PASSWORD2, DEFAULT_PASSWORD3, REFUND_BEHAVIORS
 
 READY_PREFIX = b"robokassa-sandbox listening on "
 
@@ -19,9 +19,10 @@ class SandboxError(RuntimeError):
 
 class Sandbox:
     def __init__(self, base_url, merchant_login=DEFAULT_MERCHANT_LOGIN, password3=DEFAULT_PASSWORD3,
-                 settle_seconds=None, pid=None):
+                 settle_seconds=None, pid=None, password2=DEFAULT_PASSWORD2):
         self.base_url = base_url.rstrip("/")
         self.merchant_login = merchant_login
+        self.password2 = password2
         self.password3 = password3
         self.settle_seconds = settle_seconds
         self.pid = pid
@@ -34,16 +35,19 @@ class Sandbox:
         return response.json() if response.content else None
 
     def create_payment(self, minor_amount: int, *, behavior: str | None = None, description: str = "",
-                       op_key: str | None = None) -> str:
-        """A paid operation of `minor_amount` kopeks; returns its OpKey."""
+                       op_key: str | None = None, state: int | None = None, no_op_key: bool = False) -> str:
+        """An operation of `minor_amount` kopeks (paid unless `state` says otherwise: 5, 10, 50,
+        80); returns its InvoiceID, as text (a connector_transaction_id)."""
         if behavior is not None and behavior not in REFUND_BEHAVIORS:
             raise ValueError(f"unknown refund behavior {behavior!r}")
         rubles = Decimal(minor_amount).scaleb(-2)
-        return self._config("POST", "payments", {"amount": str(rubles), "behavior": behavior,
-                                                 "description": description, "op_key": op_key})["op_key"]
+        return str(self._config("POST", "payments", {"amount": str(rubles), "behavior": behavior,
+                                                     "description": description, "op_key": op_key,
+                                                     "state": state, "no_op_key": no_op_key})["invoice_id"])
 
-    def payment(self, op_key: str) -> dict:
-        return self._config("GET", f"payments/{op_key}")
+    def payment(self, invoice_id: str) -> dict:
+        """The emulator's record: op_key, amount, state, refunds (request ids)."""
+        return self._config("GET", f"payments/{invoice_id}")
 
     def settle(self, request_id: str, label: str) -> dict:
         """Force a processing refund to finished or canceled."""
@@ -73,14 +77,15 @@ class Sandbox:
 
 @contextlib.contextmanager
 def launch(*args: str, settle_seconds: float | None = None, merchant_login: str = DEFAULT_MERCHANT_LOGIN,
-           password3: str = DEFAULT_PASSWORD3, log_path=None, quiet=False, startup_timeout: float = 20.0):
+           password3: str = DEFAULT_PASSWORD3, password2: str = DEFAULT_PASSWORD2, log_path=None, quiet=False,
+           startup_timeout: float = 20.0):
     """Run `python -m devtools.robokassa_sandbox` on a free 127.0.0.1 port; yield a Sandbox."""
     command = [sys.executable, "-m", "devtools.robokassa_sandbox", "--host", "127.0.0.1", "--port", "0",
-               "--merchant-login", merchant_login, "--password3", password3, *args]
+               "--merchant-login", merchant_login, "--password3", password3, "--password2", password2, *args]
     if settle_seconds is not None:
         command += ["--settle-seconds", str(settle_seconds)]
     if quiet:
         command.append("--quiet")
     with serve(command, ready_prefix=READY_PREFIX, error=SandboxError, name="robokassa sandbox",
                log_path=log_path, startup_timeout=startup_timeout) as (base_url, pid):
-        yield Sandbox(base_url, merchant_login, password3, settle_seconds, pid)
+        yield Sandbox(base_url, merchant_login, password3, settle_seconds, pid, password2)

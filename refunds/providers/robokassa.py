@@ -1,68 +1,79 @@
-"""Robokassa adapter: the JWT-signed Refund API v2 through the async `aiorobokassa` library.
+"""Robokassa adapter: aiorobokassa's JWT Refund API for refunds, Robokassa's XML interface
+OpStateExt for the payment.
+
+What real Robokassa offers (and what it does not)
+    - Refund/Create (JWT, HS256 over password #3; aiorobokassa `create_refund_v2`) takes the
+      payment's OpKey, an optional RefundSum and InvoiceItems, and answers with a requestId.
+    - Refund/GetState?id=requestId (aiorobokassa `get_refund_status_v2`) answers the refund's
+      amount and label: processing → pending, finished → succeeded, canceled → canceled.
+      Anything else is reported pending and polled again (a person is asked after
+      REFUND_POLL_GIVE_UP_SECONDS).
+    - OpStateExt (GET auth.robokassa.ru/Merchant/WebService/Service.asmx/OpStateExt with
+      MerchantLogin, InvoiceID, Signature = hash("MerchantLogin:InvoiceID:password #2"), the
+      hash the shop chose in its technical settings: ROBOKASSA_SIGNATURE_ALGORITHM) answers XML:
+      Result/Code (0 ok, 1 bad signature, 2 unknown shop, 3 no such invoice, 4 two operations,
+      1000 internal error), State/Code (5 initiated, 10 canceled, 50 money held, 60 returned
+      to the buyer, 80 suspended, 100 paid), Info with OutSum and the OpKey, and UserField
+      with the payment's Shp_ parameters (Shp_product becomes the refund's product).
+      aiorobokassa has no call for it (its `_xml_request` signs with password #1 and sorts the
+      signed values by name, which is not OpStateExt's order), so the adapter makes the request
+      itself through the client's session, bounded like every other call.
+    Nothing in Robokassa's public API looks a payment up by OpKey, lists a payment's refunds
+    or reports a payment's refunded sum (short of State 60, "returned to the buyer").
 
 Identifiers
-    connector_transaction_id is the payment's OpKey, the operation key Robokassa hands the shop
-    in its Result2 notification (and in OpStateExt). Accepted: 8-64 letters, digits and hyphens,
-    starting with a letter or digit (Robokassa's OpKeys are GUID-shaped).
-    connector_refund_id is the refund request's `requestId` (a GUID) from Refund/Create.
+    connector_transaction_id is the payment's InvoiceID (the shop's InvId, 1..2147483647): what
+    the shop itself numbered and what OpStateExt looks up. The OpKey Create needs is read from
+    OpStateExt just before each Create, so it never has to be stored.
+    connector_refund_id is the refund request's `requestId` (a GUID).
 
 Amounts
     The library speaks rubles as Decimal; Refund Office speaks minor units. minor → Decimal is
     `scaleb` (exact); Decimal → minor is accepted only when it is a whole number of kopeks.
-    aiorobokassa itself writes RefundSum and item costs into the JWT as JSON numbers through
-    float(); a float's repr is the shortest decimal that reads back to it, so any amount with
-    two decimals and at most 15 significant digits (ours stop at 10^12 kopeks) is sent exactly.
+    aiorobokassa writes RefundSum and item costs into the JWT as JSON numbers through float();
+    a float's repr is the shortest decimal that reads back to it, so any amount with two
+    decimals and at most 15 significant digits (ours stop at 10^12 kopeks) is sent exactly.
+    OutSum from OpStateExt is parsed as text ("1500.000000" → 150000 kopeks), never as a float.
 
-Statuses
-    Refund/GetState labels: processing → pending, finished → succeeded, canceled → canceled.
-    Anything else is reported pending and polled again (a person is asked after
-    REFUND_POLL_GIVE_UP_SECONDS).
+What is refundable (lists_refunds = False)
+    `get_payment` reports the amount refunded only when Robokassa says the whole payment went
+    back (State 60); otherwise 0. The services count our own refunds on the payment on top
+    (payment_refundable_remaining), and Robokassa itself refuses a refund beyond what remains,
+    so a refund made by hand in Robokassa's cabinet is the one thing intake cannot see: it is
+    refused by Robokassa at execution (a permanent failure with Robokassa's message).
+    `list_refunds` raises PermanentProviderError("lookup_unavailable").
+
+Money never moves twice
+    Robokassa refunds carry no idempotency key (`idempotent_create = False`), so a repeated
+    Create is a second refund. The row lock and in-flight lease in services keep two workers
+    from calling at once. A call that failed before Create was sent (OpStateExt could not be
+    read, the request was refused before it reached Robokassa) says so
+    (`refund_not_sent = True` on the error) and is simply tried again. After a call whose
+    outcome is unknown (Create timed out, its answer was lost, the worker died mid-call) the
+    services would look for the refund it may have made; Robokassa cannot list refunds, so the
+    refund waits for a person (needs_attention, "unknown_outcome") who checks the cabinet.
 
 Async from sync code
     Every call builds a client, runs in its own event loop (asyncio.run; in a fresh thread when
     the caller already runs a loop), is bounded by ROBOKASSA_TIMEOUT_SECONDS as a whole and per
     HTTP request, and closes the client's session before the loop ends, so nothing outlives it.
-
-Lookups beyond the public refund API
-    Robokassa's Refund API v2 has two calls, Create and GetState. It cannot look a payment up by
-    OpKey nor list a payment's refunds (OpStateExt looks up by InvoiceID and reports no refunded
-    sum). `get_payment` and `list_refunds` call two lookups, POST {base}/RefundOfficeExt/Operation
-    and /RefundOfficeExt/Refunds, signed like Refund/Create, that the local emulator
-    (devtools/robokassa_sandbox) implements. Against Robokassa's own hosts they answer 404, which
-    is a permanent `lookup_unavailable` error: intake refuses the refund with that message and a
-    re-submit after a lost answer waits for a person (see below). A production deployment needs
-    a service that answers them (e.g. backed by the shop's Result2 notifications).
-
-Money never moves twice
-    Robokassa refunds carry no idempotency key and no metadata, so a repeated Create is a second
-    refund. What stands in for Stripe's idempotency key (`idempotent_create = False`):
-    - the row lock and in-flight lease in services keep two workers from calling at once;
-    - a first attempt calls Create directly; any later attempt (the previous call timed out, its
-      answer was lost, or the worker died mid-call) first lists the payment's refunds and adopts
-      one our records do not know, of the same amount and not canceled, instead of creating;
-      if the list cannot be read the attempt fails transiently and never creates blindly;
-    - Robokassa (and the emulator) refuse a refund beyond what remains of the payment, so a
-      duplicate of a full refund is refused by the provider itself.
-    Residual risk: (1) a refund made by hand in Robokassa's cabinet for the same amount, between
-    a lost answer and the retry, is adopted as ours, so the customer gets one refund where two
-    were meant (never two where one was meant); (2) if Robokassa's listing lagged behind
-    Create, a retry could miss the first refund and create a second partial one; (3) against
-    hosts without the lookup, a lost answer always needs a person to check the cabinet.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import json
 import re
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from xml.etree import ElementTree
 
 import aiohttp
 import pydantic
 from aiorobokassa import APIError, ConfigurationError, RefundItem, RoboKassaClient, TaxRate
-from aiorobokassa.constants import MIN_PASSWORD_LENGTH
-from aiorobokassa.utils.jwt import create_jwt_token
+from aiorobokassa.constants import MIN_PASSWORD_LENGTH, XML_SERVICE_ENDPOINT
 from django.conf import settings
 
 from refunds.money import CURRENCY_EXPONENTS, minor_to_decimal
@@ -81,6 +92,9 @@ from refunds.redaction import redact
 
 CURRENCY = "RUB"
 TAX_RATES = tuple(rate.value for rate in TaxRate)
+# The hashes a shop may choose for its signatures (Robokassa also offers RIPEMD160, which
+# OpenSSL 3 builds of hashlib lack).
+SIGNATURE_ALGORITHMS = ("MD5", "SHA1", "SHA256", "SHA384", "SHA512")
 
 _STATUS = {
     "processing": ProviderRefundStatus.PENDING,
@@ -88,13 +102,23 @@ _STATUS = {
     "canceled": ProviderRefundStatus.CANCELED,
 }
 
-_OP_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{7,63}$")
+# OpStateExt State/Code → our payment status; None: nothing was paid, nothing to refund.
+_PAYMENT_STATES = {
+    5: None,  # initiated, no money received
+    10: None,  # canceled, no money received
+    50: "held",  # money received, not yet credited to the shop
+    60: "refunded",  # returned to the buyer
+    80: "suspended",
+    100: "paid",
+}
+_STATE_WORDS = {5: "only initiated, never paid", 10: "canceled without payment"}
+
+_INVOICE_ID = re.compile(r"^[1-9][0-9]{0,9}$")
+_INVOICE_ID_MAX = 2_147_483_647
 
 # The hosts aiorobokassa calls (it has absolute URLs for the refund service); ROBOKASSA_API_BASE
 # replaces them, so the same client talks to the emulator.
 _ROBOKASSA_HOSTS = ("https://services.robokassa.ru", "https://auth.robokassa.ru")
-_EXT_OPERATION = "https://services.robokassa.ru/RefundOfficeExt/Operation"
-_EXT_REFUNDS = "https://services.robokassa.ru/RefundOfficeExt/Refunds"
 
 _NOT_FOUND_WORDS = ("not found", "не найден", "unknown opkey", "unknown operation")
 _AMOUNT_WORDS = ("exceed", "превыша", "already refunded", "insufficient", "недостаточно")
@@ -109,12 +133,14 @@ def to_rubles(money: Money) -> Decimal:
 
 
 def to_minor(amount: Decimal | str | int | None, currency: str = CURRENCY) -> int:
-    """Rubles (a Decimal, or the text of a JSON number) to kopeks, exactly or not at all."""
+    """Rubles (a Decimal, or the text of a number) to kopeks, exactly or not at all."""
     if amount is None:
         return 0
     try:
-        value = Decimal(str(amount))
+        value = Decimal(str(amount).strip())
     except InvalidOperation:
+        raise PermanentProviderError(f"Robokassa sent an amount that is not a number: {amount!r}.", code="bad_amount")
+    if not value.is_finite():
         raise PermanentProviderError(f"Robokassa sent an amount that is not a number: {amount!r}.", code="bad_amount")
     minor = value.scaleb(CURRENCY_EXPONENTS[currency])
     if minor != minor.to_integral_value():
@@ -122,12 +148,91 @@ def to_minor(amount: Decimal | str | int | None, currency: str = CURRENCY) -> in
     return int(minor)
 
 
-class _Client(RoboKassaClient):
-    """aiorobokassa's client, with its hosts replaced by `api_base` when one is set."""
+def op_state_signature(login: str, invoice_id: str, password2: str, algorithm: str) -> str:
+    """OpStateExt's Signature: hash("MerchantLogin:InvoiceID:password #2"), hex."""
+    return hashlib.new(algorithm.lower(), f"{login}:{invoice_id}:{password2}".encode()).hexdigest()
 
-    def __init__(self, *args, api_base: str = "", **kwargs):
+
+@dataclass(frozen=True)
+class OperationState:
+    """What OpStateExt says about one invoice."""
+
+    invoice_id: str
+    state: int
+    out_sum: int  # kopeks
+    op_key: str
+    # The shop's own Shp_ parameters of the payment (UserField), names lowercased.
+    user_fields: dict
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def _child(element, name: str):
+    if element is None:
+        return None
+    return next((child for child in element if _local(child.tag) == name), None)
+
+
+def _text(element, name: str) -> str:
+    child = _child(element, name)
+    return (child.text or "").strip() if child is not None else ""
+
+
+def parse_op_state(invoice_id: str, body: str) -> OperationState:
+    """OpStateExt's XML to an OperationState, or the error its Result/Code stands for."""
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        raise TransientProviderError(
+            redact(f"Robokassa's OpStateExt answered something that is not XML: {body[:200]!r}"), code="bad_response"
+        ) from None
+    result = _child(root, "Result")
+    code, description = _text(result, "Code"), _text(result, "Description")
+    said = f" ({description})" if description else ""
+    if code == "3":
+        raise TransactionNotFound(f"Robokassa knows no operation with InvoiceID {invoice_id}{said}.", code="operation_not_found")
+    if code in ("1", "2"):
+        # The signature or the shop login is wrong: settings to fix; nothing was sent.
+        raise TransientProviderError(
+            f"Robokassa refused OpStateExt's signature or shop login (code {code}){said}; "
+            "check ROBOKASSA_MERCHANT_LOGIN, ROBOKASSA_PASSWORD2 and ROBOKASSA_SIGNATURE_ALGORITHM.",
+            code="authentication_failed",
+        )
+    if code == "4":
+        raise PermanentProviderError(
+            f"Robokassa has two operations with InvoiceID {invoice_id}{said}; refund it in the cabinet.",
+            code="ambiguous_invoice",
+        )
+    if code != "0":
+        raise TransientProviderError(f"Robokassa's OpStateExt failed (code {code or '?'}){said}.", code="provider_error")
+    info = _child(root, "Info")
+    try:
+        state = int(_text(_child(root, "State"), "Code"))
+    except ValueError:
+        raise TransientProviderError("Robokassa's OpStateExt answered no state.", code="bad_response") from None
+    return OperationState(
+        invoice_id=invoice_id,
+        state=state,
+        out_sum=to_minor(_text(info, "OutSum") or "0"),
+        op_key=_text(info, "OpKey"),
+        user_fields={
+            _text(field, "Name").lower(): _text(field, "Value")
+            for field in (_child(root, "UserField") or [])
+            if _local(field.tag) == "Field" and _text(field, "Name")
+        },
+    )
+
+
+class _Client(RoboKassaClient):
+    """aiorobokassa's client, with its hosts replaced by `api_base` when one is set, and the
+    one XML call it lacks."""
+
+    def __init__(self, *args, api_base: str = "", signature_algorithm: str = "MD5", **kwargs):
         super().__init__(*args, **kwargs)
         self._api_base = api_base.rstrip("/")
+        self._signature_algorithm = signature_algorithm
 
     async def _request(self, method, url, **kwargs):
         if self._api_base:
@@ -137,18 +242,15 @@ class _Client(RoboKassaClient):
                     break
         return await super()._request(method, url, **kwargs)
 
-    async def ext_call(self, url: str, payload: dict) -> dict:
-        """One of the lookups the refund API lacks, signed like Refund/Create."""
-        token = create_jwt_token(
-            payload={"MerchantLogin": self.merchant_login, **payload}, secret_key=self.password3, algorithm="HS256"
+    async def op_state(self, invoice_id: str) -> OperationState:
+        signature = op_state_signature(self.merchant_login, invoice_id, self.password2, self._signature_algorithm)
+        response = await self._get(
+            f"{self.base_url}{XML_SERVICE_ENDPOINT}/OpStateExt",
+            params={"MerchantLogin": self.merchant_login, "InvoiceID": invoice_id, "Signature": signature},
         )
-        response = await self._post(url, json=token)
         async with response:
-            result = json.loads(await response.text(), parse_float=Decimal)
-        if not isinstance(result, dict) or not result.get("success", False):
-            message = result.get("message") if isinstance(result, dict) else None
-            raise APIError(f"Lookup failed: {message or 'no answer'}")
-        return result
+            body = await response.text()
+        return parse_op_state(invoice_id, body)
 
 
 def _provider_message(error: APIError) -> str:
@@ -197,11 +299,6 @@ def translate_error(error: Exception) -> ProviderError:
         return TransientProviderError(message, code="authentication_failed")
     if not status and (lowered.startswith("network error") or lowered.startswith("request timeout")):
         return TransientProviderError(message, code="network_error")
-    if status == 404 and not any(word in lowered for word in _NOT_FOUND_WORDS):
-        return PermanentProviderError(
-            f"This Robokassa endpoint does not exist ({message[:200]}); see refunds/providers/robokassa.py.",
-            code="lookup_unavailable",
-        )
     if any(word in lowered for word in _NOT_FOUND_WORDS):
         return TransactionNotFound(message, code="operation_not_found")
     if any(word in lowered for word in _AMOUNT_WORDS):
@@ -214,7 +311,9 @@ class RobokassaProvider:
     supports_items = True
     item_tax_rates = TAX_RATES
     idempotent_create = False
-    transaction_id_pattern = r"^[A-Za-z0-9][A-Za-z0-9-]{7,63}$"
+    # Robokassa cannot list a payment's refunds nor report its refunded sum (see above).
+    lists_refunds = False
+    transaction_id_pattern = r"^[1-9][0-9]{0,9}$"
 
     def __init__(
         self,
@@ -225,10 +324,12 @@ class RobokassaProvider:
         password3: str,
         api_base: str = "",
         timeout: float = 15.0,
+        signature_algorithm: str = "MD5",
     ):
         self._credentials = (merchant_login, password1, password2, password3)
         self._api_base = api_base
         self._timeout = timeout
+        self._signature_algorithm = signature_algorithm
 
     @classmethod
     def from_settings(cls) -> RobokassaProvider:
@@ -239,16 +340,14 @@ class RobokassaProvider:
             password3=settings.ROBOKASSA_PASSWORD3,
             api_base=settings.ROBOKASSA_API_BASE,
             timeout=settings.ROBOKASSA_TIMEOUT_SECONDS,
+            signature_algorithm=settings.ROBOKASSA_SIGNATURE_ALGORITHM,
         )
 
     @classmethod
     def validate_transaction_id(cls, value: str) -> str | None:
-        if _OP_KEY.match(value):
+        if _INVOICE_ID.match(value) and int(value) <= _INVOICE_ID_MAX:
             return None
-        return (
-            "connector_transaction_id must be the payment's Robokassa OpKey: "
-            "8-64 letters, digits and hyphens (e.g. a GUID)."
-        )
+        return "connector_transaction_id must be the payment's Robokassa InvoiceID (InvId): a number from 1 to 2147483647."
 
     @classmethod
     def check_configuration(cls, settings) -> list[str]:
@@ -259,10 +358,18 @@ class RobokassaProvider:
             name = f"ROBOKASSA_PASSWORD{number}"
             value = getattr(settings, name, "")
             if not value:
-                why = " Robokassa's refund API signs every request with password #3." if number == 3 else ""
+                why = {
+                    2: " OpStateExt, which looks payments up, is signed with password #2.",
+                    3: " Robokassa's refund API signs every request with password #3.",
+                }.get(number, "")
                 problems.append(f"{name} is not set.{why}")
             elif len(value) < MIN_PASSWORD_LENGTH:
                 problems.append(f"{name} is shorter than {MIN_PASSWORD_LENGTH} characters.")
+        if settings.ROBOKASSA_SIGNATURE_ALGORITHM.upper() not in SIGNATURE_ALGORITHMS:
+            problems.append(
+                f"ROBOKASSA_SIGNATURE_ALGORITHM must be one of {', '.join(SIGNATURE_ALGORITHMS)} "
+                "(the shop's hash in Robokassa's technical settings)."
+            )
         if settings.ROBOKASSA_TIMEOUT_SECONDS <= 0:
             problems.append("ROBOKASSA_TIMEOUT_SECONDS must be positive.")
         return problems
@@ -281,6 +388,7 @@ class RobokassaProvider:
                 password3=password3 or None,
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
                 api_base=self._api_base,
+                signature_algorithm=self._signature_algorithm,
             )
             try:
                 async with asyncio.timeout(self._timeout):
@@ -298,6 +406,16 @@ class RobokassaProvider:
         except Exception as error:  # noqa: BLE001 - every failure becomes a provider error
             raise translate_error(error) from error
 
+    def _refundable_state(self, operation: OperationState) -> OperationState:
+        if _PAYMENT_STATES.get(operation.state, "") is None:
+            raise PermanentProviderError(
+                f"Robokassa's operation {operation.invoice_id} was {_STATE_WORDS[operation.state]} "
+                f"(state {operation.state}): there is nothing to refund.",
+                code="payment_not_paid",
+                http_status=422,
+            )
+        return operation
+
     def create_refund(
         self,
         *,
@@ -311,11 +429,24 @@ class RobokassaProvider:
     ) -> RefundResult:
         # Robokassa keeps neither our id, the reason, the metadata nor the key: they stay in
         # our records (see "Money never moves twice" above).
-        refund_sum = to_rubles(amount) if amount is not None else None
-        invoice_items = [self._item(item) for item in items or []]
+        try:
+            refund_sum = to_rubles(amount) if amount is not None else None
+            invoice_items = [self._item(item) for item in items or []]
+            operation = self._refundable_state(
+                self._call(lambda client: client.op_state(connector_transaction_id))
+            )
+            if not operation.op_key:
+                raise PermanentProviderError(
+                    f"Robokassa gives no OpKey for operation {connector_transaction_id} (some payment methods "
+                    "have none), so its refund API cannot refund it; refund it in Robokassa's cabinet.",
+                    code="op_key_missing",
+                )
+        except ProviderError as error:
+            error.refund_not_sent = True  # Create was never called: trying again is safe
+            raise
         response = self._call(
             lambda client: client.create_refund_v2(
-                op_key=connector_transaction_id, refund_sum=refund_sum, invoice_items=invoice_items or None
+                op_key=operation.op_key, refund_sum=refund_sum, invoice_items=invoice_items or None
             )
         )
         if not response.request_id:
@@ -360,32 +491,22 @@ class RobokassaProvider:
         )
 
     def list_refunds(self, *, connector_transaction_id: str) -> list[RefundResult]:
-        answer = self._call(lambda client: client.ext_call(_EXT_REFUNDS, {"OpKey": connector_transaction_id}))
-        results = []
-        for refund in answer.get("refunds") or []:
-            status = _STATUS.get(str(refund.get("label", "")).lower(), ProviderRefundStatus.PENDING)
-            results.append(
-                RefundResult(
-                    connector_refund_id=str(refund["requestId"]),
-                    status=status,
-                    amount=Money(to_minor(refund.get("amount")), CURRENCY),
-                    failure_code="canceled" if status == ProviderRefundStatus.CANCELED else "",
-                    connector_transaction_id=connector_transaction_id,
-                )
-            )
-        return results
+        raise PermanentProviderError(
+            "Robokassa's API cannot list a payment's refunds; look in Robokassa's cabinet "
+            f"(operation {connector_transaction_id}).",
+            code="lookup_unavailable",
+        )
 
     def get_payment(self, *, connector_transaction_id: str) -> PaymentInfo:
-        answer = self._call(lambda client: client.ext_call(_EXT_OPERATION, {"OpKey": connector_transaction_id}))
-        currency = str(answer.get("currency") or CURRENCY).upper()
-        if currency not in CURRENCY_EXPONENTS:
-            raise PermanentProviderError(f"Robokassa reports the payment in {currency!r}.", code="currency_unknown")
-        product = str(answer.get("description") or "")
+        operation = self._refundable_state(self._call(lambda client: client.op_state(connector_transaction_id)))
+        amount = Money(operation.out_sum, CURRENCY)
         return PaymentInfo(
             connector_transaction_id=connector_transaction_id,
-            amount=Money(to_minor(answer.get("outSum"), currency), currency),
-            amount_refunded=to_minor(answer.get("refundedSum"), currency),
-            status=str(answer.get("state") or ""),
-            product=product,
-            metadata={"invoice_id": str(answer.get("invoiceId", ""))},
+            amount=amount,
+            # Only "all of it went back" is known (state 60); our own refunds count on top.
+            amount_refunded=amount.minor_amount if operation.state == 60 else 0,
+            status=_PAYMENT_STATES.get(operation.state) or f"state_{operation.state}",
+            # The product is the payment's Shp_product parameter, when the shop sent one.
+            product=operation.user_fields.get("shp_product", ""),
+            metadata={**operation.user_fields, **({"op_key": operation.op_key} if operation.op_key else {})},
         )

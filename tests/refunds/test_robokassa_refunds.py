@@ -1,6 +1,7 @@
 """Robokassa through the whole pipeline, in-process (as tests/refunds/test_execution.py does for
-Stripe): filed through the API with invoice items, submitted, polled to a final status; and
-what stands in for an idempotency key when an answer is lost."""
+Stripe): filed through the API with invoice items, submitted, polled to a final status; what may still
+be refunded when Robokassa reports no refunded sum; and what stands in for an idempotency key
+when an answer is lost."""
 
 import pytest
 
@@ -15,19 +16,19 @@ ITEMS = [
 ]
 
 
-def body(op_key, **fields):
-    return {"merchant_refund_id": f"rk-{op_key[:8]}", "provider": "robokassa", "connector_transaction_id": op_key,
+def body(invoice_id, **fields):
+    return {"merchant_refund_id": f"rk-{invoice_id}", "provider": "robokassa", "connector_transaction_id": invoice_id,
             **fields}
 
 
-def at_robokassa(robokassa_sandbox, op_key):
-    return robokassa_sandbox.payment(op_key)["refunds"]
+def at_robokassa(robokassa_sandbox, invoice_id):
+    return robokassa_sandbox.payment(invoice_id)["refunds"]
 
 
 def test_refund_by_items_is_filed_executed_and_followed_to_success(api, agent, robokassa_sandbox):
-    op_key = robokassa_sandbox.create_payment(10_000, behavior="stay", description="Tea set")
+    invoice_id = robokassa_sandbox.create_payment(10_000, behavior="stay", description="Tea set")
 
-    response = api(agent).post("/api/refunds/", body(op_key, items=ITEMS), format="json")
+    response = api(agent).post("/api/refunds/", body(invoice_id, items=ITEMS), format="json")
 
     assert response.status_code == 201, response.json()
     filed = response.json()
@@ -40,7 +41,7 @@ def test_refund_by_items_is_filed_executed_and_followed_to_success(api, agent, r
     services.refund_submit(refund_id=refund.pk)
     refund.refresh_from_db()
     assert (refund.status, refund.provider_status) == (RefundStatus.PROCESSING, "pending")
-    [request_id] = at_robokassa(robokassa_sandbox, op_key)
+    [request_id] = at_robokassa(robokassa_sandbox, invoice_id)
     assert refund.connector_refund_id == request_id
 
     services.refund_sync_status(refund_id=refund.pk)
@@ -55,9 +56,9 @@ def test_refund_by_items_is_filed_executed_and_followed_to_success(api, agent, r
 
 
 def test_canceled_at_robokassa(api, agent, robokassa_sandbox):
-    op_key = robokassa_sandbox.create_payment(10_000, behavior="stay")
-    api(agent).post("/api/refunds/", body(op_key, amount={"minor_amount": 1_000, "currency": "RUB"}), format="json")
-    refund = RefundRequest.objects.get(connector_transaction_id=op_key)
+    invoice_id = robokassa_sandbox.create_payment(10_000, behavior="stay")
+    api(agent).post("/api/refunds/", body(invoice_id, amount={"minor_amount": 1_000, "currency": "RUB"}), format="json")
+    refund = RefundRequest.objects.get(connector_transaction_id=invoice_id)
     services.refund_submit(refund_id=refund.pk)
     refund.refresh_from_db()
 
@@ -68,54 +69,71 @@ def test_canceled_at_robokassa(api, agent, robokassa_sandbox):
     assert refund.status == RefundStatus.CANCELED
 
 
-def lose_the_answer_to_the_first_create(api, agent, robokassa_sandbox, op_key):
-    api(agent).post("/api/refunds/", body(op_key, amount={"minor_amount": 1_000, "currency": "RUB"}), format="json")
-    refund = RefundRequest.objects.get(merchant_refund_id=f"rk-{op_key[:8]}")
+def lose_the_answer_to_the_first_create(api, agent, robokassa_sandbox, invoice_id):
+    api(agent).post("/api/refunds/", body(invoice_id, amount={"minor_amount": 1_000, "currency": "RUB"}), format="json")
+    refund = RefundRequest.objects.get(merchant_refund_id=f"rk-{invoice_id}")
     # Robokassa refunds, then the answer is lost (a 500 after the work).
     robokassa_sandbox.set_faults(500, path_prefix="/RefundService/Refund/Create", after=True)
     with pytest.raises(services.TransientProviderError):
         services.refund_submit(refund_id=refund.pk)
     refund.refresh_from_db()
     assert refund.status == RefundStatus.PROCESSING and not refund.connector_refund_id
-    assert len(at_robokassa(robokassa_sandbox, op_key)) == 1 + RefundRequest.objects.exclude(pk=refund.pk).count()
+    assert len(at_robokassa(robokassa_sandbox, invoice_id)) == 1 + RefundRequest.objects.exclude(pk=refund.pk).count()
     RefundRequest.objects.filter(pk=refund.pk).update(next_action_at=None)  # the retry's time has come
     return refund
 
 
-def test_a_lost_answer_is_found_again_not_refunded_twice(api, agent, robokassa_sandbox, robokassa_sandbox_clean):
-    op_key = robokassa_sandbox.create_payment(10_000, behavior="stay")
-    # An earlier refund of the same amount that we know of is not mistaken for the lost one.
-    api(agent).post("/api/refunds/", body(op_key, merchant_refund_id="rk-earlier",
-                                          amount={"minor_amount": 1_000, "currency": "RUB"}), format="json")
-    earlier = RefundRequest.objects.get(merchant_refund_id="rk-earlier")
-    services.refund_submit(refund_id=earlier.pk)
-    earlier.refresh_from_db()
-    refund = lose_the_answer_to_the_first_create(api, agent, robokassa_sandbox, op_key)
+def test_a_lost_answer_is_never_refunded_twice_a_person_decides(api, agent, robokassa_sandbox,
+                                                                robokassa_sandbox_clean):
+    invoice_id = robokassa_sandbox.create_payment(10_000, behavior="stay")
+    refund = lose_the_answer_to_the_first_create(api, agent, robokassa_sandbox, invoice_id)
 
-    services.refund_submit(refund_id=refund.pk)
-
-    refund.refresh_from_db()
-    known, lost = at_robokassa(robokassa_sandbox, op_key)
-    assert earlier.connector_refund_id == known
-    assert (refund.status, refund.connector_refund_id) == (RefundStatus.PROCESSING, lost)
-    assert "not refunding again" in refund.logs.filter(event="note").last().message
-    robokassa_sandbox.settle(lost, "finished")
-    services.refund_sync_status(refund_id=refund.pk)
-    refund.refresh_from_db()
-    assert refund.status == RefundStatus.SUCCEEDED
-
-
-def test_when_the_earlier_outcome_cannot_be_read_a_person_decides(api, agent, robokassa_sandbox, robokassa_sandbox_clean):
-    op_key = robokassa_sandbox.create_payment(10_000, behavior="stay")
-    refund = lose_the_answer_to_the_first_create(api, agent, robokassa_sandbox, op_key)
-    robokassa_sandbox.set_faults(404, count=None, path_prefix="/RefundOfficeExt")  # no lookup (as at Robokassa)
-
-    services.refund_submit(refund_id=refund.pk)
+    services.refund_submit(refund_id=refund.pk)  # the retry: Robokassa cannot list refunds
 
     refund.refresh_from_db()
     assert (refund.status, refund.error_code) == (RefundStatus.NEEDS_ATTENTION, "unknown_outcome")
-    robokassa_sandbox.clear_faults()
-    assert len(at_robokassa(robokassa_sandbox, op_key)) == 1
+    assert "cabinet" in refund.error_message
+    assert len(at_robokassa(robokassa_sandbox, invoice_id)) == 1
+
+
+def test_a_failed_lookup_before_create_is_simply_retried(api, agent, robokassa_sandbox, robokassa_sandbox_clean):
+    invoice_id = robokassa_sandbox.create_payment(10_000, behavior="stay")
+    api(agent).post("/api/refunds/", body(invoice_id, amount={"minor_amount": 1_000, "currency": "RUB"}),
+                    format="json")
+    refund = RefundRequest.objects.get(connector_transaction_id=invoice_id)
+    robokassa_sandbox.set_faults(503, path_prefix="/Merchant/WebService")  # OpStateExt, before Create
+    with pytest.raises(services.TransientProviderError):
+        services.refund_submit(refund_id=refund.pk)
+    assert at_robokassa(robokassa_sandbox, invoice_id) == []
+    RefundRequest.objects.filter(pk=refund.pk).update(next_action_at=None)
+
+    services.refund_submit(refund_id=refund.pk)
+
+    refund.refresh_from_db()
+    [request_id] = at_robokassa(robokassa_sandbox, invoice_id)
+    assert (refund.status, refund.connector_refund_id) == (RefundStatus.PROCESSING, request_id)
+
+
+def test_our_own_refunds_count_against_what_remains(api, agent, robokassa_sandbox, client):
+    invoice_id = robokassa_sandbox.create_payment(10_000, behavior="stay")
+    first = api(agent).post("/api/refunds/", body(invoice_id, amount={"minor_amount": 6_000, "currency": "RUB"}),
+                            format="json")
+    assert first.status_code == 201, first.json()
+    refund = RefundRequest.objects.get(merchant_refund_id=first.json()["merchant_refund_id"])
+    RefundRequest.objects.filter(pk=refund.pk).update(status=RefundStatus.APPROVED)
+    services.refund_submit(refund_id=refund.pk)
+    robokassa_sandbox.settle(at_robokassa(robokassa_sandbox, invoice_id)[0], "finished")
+    services.refund_sync_status(refund_id=refund.pk)
+
+    second = api(agent).post("/api/refunds/", body(invoice_id, merchant_refund_id="rk-second",
+                                                   amount={"minor_amount": 4_001, "currency": "RUB"}), format="json")
+    client.force_login(agent)
+    page = client.get("/refunds/new", {"provider": "robokassa", "connector_transaction_id": invoice_id})
+
+    assert second.status_code == 422 and second.json()["error"]["code"] == "amount_exceeds_refundable"
+    assert page.context["preview"].refundable_now == 4_000
+    assert "60.00 RUB" in page.content.decode() and "40.00 RUB" in page.content.decode()
+    assert len(at_robokassa(robokassa_sandbox, invoice_id)) == 1
 
 
 @pytest.mark.parametrize(
@@ -127,13 +145,15 @@ def test_when_the_earlier_outcome_cannot_be_read_a_person_decides(api, agent, ro
         ({"items": [{**ITEMS[0], "colour": "red"}]}, "unknown_field", "items[0].colour"),
         ({"items": []}, "invalid_type", "items"),
         ({"connector_transaction_id": "pi_123456789"}, "invalid_format", "connector_transaction_id"),
+        ({"connector_transaction_id": "3FB2F3E7-B9F7-4C6F-B7E2-F0AD02E1AE86"}, "invalid_format",
+         "connector_transaction_id"),  # an OpKey: Refund Office asks for the InvoiceID
         ({"provider": "stripe", "connector_transaction_id": "pi_123456789", "items": ITEMS},
          "items_not_supported", "items"),
-        ({"provider": "stripe"}, "invalid_format", "connector_transaction_id"),  # an OpKey is no Stripe id
+        ({"provider": "stripe"}, "invalid_format", "connector_transaction_id"),  # an InvoiceID is no Stripe id
     ],
 )
 def test_bad_robokassa_input_is_a_clear_400(api, agent, override, code, field):
-    response = api(agent).post("/api/refunds/", body("3FB2F3E7-B9F7-4C6F-B7E2-F0AD02E1AE86", **override),
+    response = api(agent).post("/api/refunds/", body("2147480001", **override),
                                format="json")
 
     assert response.status_code == 400, response.json()
@@ -150,21 +170,21 @@ def test_bad_robokassa_input_is_a_clear_400(api, agent, override, code, field):
     ],
 )
 def test_items_must_add_up_to_the_amount(api, agent, robokassa_sandbox, override):
-    op_key = robokassa_sandbox.create_payment(10_000)
+    invoice_id = robokassa_sandbox.create_payment(10_000)
 
-    response = api(agent).post("/api/refunds/", body(op_key, **override), format="json")
+    response = api(agent).post("/api/refunds/", body(invoice_id, **override), format="json")
 
     assert response.status_code == 400, response.json()
     assert (response.json()["error"]["code"], response.json()["error"]["field"]) == ("items_mismatch", "items")
     assert not RefundRequest.objects.exists()
-    assert at_robokassa(robokassa_sandbox, op_key) == []
+    assert at_robokassa(robokassa_sandbox, invoice_id) == []
 
 
 def test_a_disabled_provider_is_unknown(api, agent, settings, robokassa_sandbox):
     settings.REFUND_PROVIDERS = ["stripe"]
-    op_key = robokassa_sandbox.create_payment(1_000)
+    invoice_id = robokassa_sandbox.create_payment(1_000)
 
-    response = api(agent).post("/api/refunds/", body(op_key), format="json")
+    response = api(agent).post("/api/refunds/", body(invoice_id), format="json")
     schema = api(agent).get("/api/schema/").json()
 
     assert response.status_code == 400 and response.json()["error"]["code"] == "unknown_provider"

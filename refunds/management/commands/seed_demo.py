@@ -132,16 +132,16 @@ class Command(BaseCommand):
                 return
             except SandboxError:
                 pass  # the emulator was reset: make them again
-        op_keys = []
+        invoice_ids = []
         for amount, product, behavior in DEMO_ROBOKASSA_PAYMENTS:
-            op_key = sandbox.create_payment(amount, behavior=behavior, description=product)
-            op_keys.append(op_key)
-            self.stdout.write(f"  demo Robokassa payment {op_key}: {amount} RUB (kopeks) {product}")
+            invoice_id = sandbox.create_payment(amount, behavior=behavior, description=product)
+            invoice_ids.append(invoice_id)
+            self.stdout.write(f"  demo Robokassa payment InvoiceID {invoice_id}: {amount} RUB (kopeks) {product}")
         with transaction.atomic():
             refund_request_create(
-                merchant_refund_id=f"demo-rk-{op_keys[1][:8]}",
+                merchant_refund_id=f"demo-rk-{invoice_ids[1][:8]}",
                 provider="robokassa",
-                connector_transaction_id=op_keys[1],
+                connector_transaction_id=invoice_ids[1],
                 amount=None,
                 items=[
                     LineItem("Teapot", 1, Money(2_500, "RUB"), "vat20"),
