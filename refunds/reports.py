@@ -78,26 +78,37 @@ class _PercentileCont(Aggregate):
 def _duration_stats(qs: QuerySet, *, begin: str, finish: str, fraction: float = 0.9) -> DurationStats:
     """Count, mean and the `fraction` percentile (linear interpolation, as percentile_cont) of
     `finish − begin` over `qs`."""
+    if connection.vendor == "postgresql":
+        return _duration_stats_postgresql(qs, begin=begin, finish=finish, fraction=fraction)
+    return _duration_stats_portable(qs, begin=begin, finish=finish, fraction=fraction)
+
+
+def _duration_stats_postgresql(qs: QuerySet, *, begin: str, finish: str, fraction: float) -> DurationStats:
     qs = qs.filter(**{f"{begin}__isnull": False, f"{finish}__isnull": False})
     span = F(finish) - F(begin)
-    if connection.vendor == "postgresql":
-        row = qs.aggregate(
-            n=Count("pk"),
-            mean=Avg(span, output_field=DurationField()),
-            pct=_PercentileCont(span, fraction=fraction, output_field=DurationField()),
-        )
-        return DurationStats(count=row["n"], average=row["mean"], p90=row["pct"])
+    row = qs.aggregate(
+        n=Count("pk"),
+        mean=Avg(span, output_field=DurationField()),
+        pct=_PercentileCont(span, fraction=fraction, output_field=DurationField()),
+    )
+    return DurationStats(count=row["n"], average=row["mean"], p90=row["pct"])
+
+
+def _duration_stats_portable(qs: QuerySet, *, begin: str, finish: str, fraction: float) -> DurationStats:
+    """Any database: the mean in SQL, then only the one or two rows around the percentile's
+    position (ORDER BY span OFFSET k LIMIT 2) leave the database."""
+    qs = qs.filter(**{f"{begin}__isnull": False, f"{finish}__isnull": False})
+    span = F(finish) - F(begin)
     row = qs.aggregate(n=Count("pk"), mean=Avg(span, output_field=DurationField()))
     n = row["n"]
     if not n:
         return DurationStats(count=0, average=None, p90=None)
-    # Only the one or two rows around the percentile's position leave the database.
     position = fraction * (n - 1)
     low = math.floor(position)
-    spans = list(
-        qs.annotate(_span=span).order_by("_span").values_list("_span", flat=True)[low : low + 2]
-    )
-    spans = [_as_timedelta(value) for value in spans]
+    spans = [
+        _as_timedelta(value)
+        for value in qs.annotate(_span=span).order_by("_span").values_list("_span", flat=True)[low : low + 2]
+    ]
     value = spans[0]
     if len(spans) > 1 and position > low:
         value = spans[0] + (spans[1] - spans[0]) * (position - low)
