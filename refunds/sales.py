@@ -204,8 +204,6 @@ def sales_import_parse(*, data: bytes, batch_name: str = "", user=None) -> list[
         if len(product) > 200:
             reasons.append("product is longer than 200 characters")
         currency = values["currency"].upper()
-        if not is_known_currency(currency):
-            reasons.append(f"currency {values['currency']!r} is not a known ISO 4217 code")
         amount_minor = None
         try:
             amount = Decimal(values["amount"])
@@ -220,10 +218,12 @@ def sales_import_parse(*, data: bytes, batch_name: str = "", user=None) -> list[
                 try:
                     amount_minor = decimal_to_minor(amount, currency)
                 except ValueError as error:
-                    reasons.append(f"amount {values['amount']}: {error}")
+                    reasons.append(f"amount {values['amount']}: {str(error).rstrip('.')}")
                 else:
                     if amount_minor > MAX_MINOR_AMOUNT:
                         reasons.append(f"amount {values['amount']} is too large")
+        if not is_known_currency(currency):
+            reasons.append(f"currency {values['currency']!r} is not a known ISO 4217 code")
         if reasons:
             problems.add(line, "; ".join(reasons) + ".")
             continue

@@ -77,6 +77,8 @@ class StripeProvider:
     item_tax_rates: tuple[str, ...] = ()
     idempotent_create = True
     transaction_id_pattern = r"^(pi|ch|py)_[A-Za-z0-9]+$"
+    # PaymentIntents per list request (Stripe's maximum).
+    list_page_size = 100
 
     @classmethod
     def validate_transaction_id(cls, value: str) -> str | None:
@@ -195,7 +197,7 @@ class StripeProvider:
         by hand (not the SDK's auto_paging_iter) so each request passes `before_request`."""
         params: dict = {
             "created": {"gte": int(created_gte.timestamp()), "lt": int(created_lt.timestamp())},
-            "limit": 100,
+            "limit": self.list_page_size,
         }
         while True:
             if before_request is not None:
