@@ -130,7 +130,15 @@
       if (!builders[kind] || !data[kind]) {
         return;
       }
-      charts[kind] = new window.Chart(canvas, builders[kind](data));
+      var box = canvas.parentElement;
+      if (box && box.hasAttribute("hidden")) {
+        box.removeAttribute("hidden"); // hidden in the HTML: without JavaScript it would be an empty space
+      }
+      var config = builders[kind](data);
+      if (canvas.hasAttribute("data-compact")) {
+        config.options.plugins = Object.assign({}, config.options.plugins, { legend: { display: false } });
+      }
+      charts[kind] = new window.Chart(canvas, config);
       var card = canvas.closest(".chart-card");
       var details = card && card.querySelector("details.chart-data");
       if (details) {
