@@ -4,10 +4,12 @@ import uuid
 from decimal import Decimal, InvalidOperation
 
 from django import forms
+from django.forms.utils import ErrorList
 
 from refunds.models import ReasonCode
-from refunds.money import decimal_to_minor
+from refunds.money import Money, decimal_to_minor, format_minor
 from refunds.providers import provider_names
+from refunds.providers.base import LineItem
 from refunds.validation import MERCHANT_REFUND_ID, TRANSACTION_ID
 
 
@@ -18,7 +20,9 @@ def _provider_choices():
 class PaymentLookupForm(forms.Form):
     provider = forms.ChoiceField(choices=_provider_choices, initial="stripe")
     connector_transaction_id = forms.CharField(
-        label="Transaction id", max_length=255, help_text="The payment at the provider, e.g. pi_… or ch_… for Stripe."
+        label="Transaction id",
+        max_length=255,
+        help_text="The payment at the provider: pi_… or ch_… for Stripe, the InvoiceID (a number) for Robokassa.",
     )
 
     def clean_connector_transaction_id(self):
@@ -26,6 +30,72 @@ class PaymentLookupForm(forms.Form):
         if not TRANSACTION_ID.match(value):
             raise forms.ValidationError("Letters, digits, _ and - only.")
         return value
+
+
+def _parse_amount(raw: str, currency: str) -> int:
+    """'1,234.50' in `currency` to minor units; ValueError with a message a person can act on."""
+    try:
+        value = Decimal((raw or "").strip().replace(",", ""))
+        if not value.is_finite() or value <= 0:
+            raise InvalidOperation
+    except InvalidOperation:
+        raise ValueError(f"Enter an amount in {currency} greater than zero, e.g. 12.50.") from None
+    return decimal_to_minor(value, currency)
+
+
+class RefundItemForm(forms.Form):
+    """One invoice line; a row left blank is no line."""
+
+    name = forms.CharField(label="Item", max_length=128, required=False)
+    quantity = forms.IntegerField(
+        label="Quantity", min_value=1, max_value=100_000, required=False, widget=forms.TextInput
+    )
+    cost = forms.CharField(label="Price each", max_length=20, required=False)
+    tax = forms.ChoiceField(label="Tax", required=False)
+
+    def __init__(self, *args, currency: str, tax_rates: tuple[str, ...], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.currency = currency
+        self.fields["tax"].choices = [(rate, rate) for rate in tax_rates]
+        self.fields["cost"].label = f"Price each ({currency})"
+        self.fields["quantity"].widget.attrs["inputmode"] = "numeric"
+        self.fields["cost"].widget.attrs["inputmode"] = "decimal"
+        # The rows are a table: each input says which row and column it is.
+        row = int(self.prefix.rsplit("-", 1)[-1]) + 1 if self.prefix and self.prefix[-1].isdigit() else ""
+        for name, field in self.fields.items():
+            field.widget.attrs["aria-label"] = f"{field.label}, row {row}"
+
+    def clean(self):
+        data = super().clean()
+        data["line"] = None
+        name, quantity = (data.get("name") or "").strip(), data.get("quantity")
+        cost = (data.get("cost") or "").strip()
+        if not (name or cost or quantity is not None or self.errors):
+            return data  # a blank row
+        if not name:
+            self.add_error("name", "Name the item.")
+        if quantity is None and "quantity" not in self.errors:
+            self.add_error("quantity", "How many? 1 or more.")
+        try:
+            cost_minor = _parse_amount(cost, self.currency)
+        except ValueError as error:
+            self.add_error("cost", str(error))
+            return data
+        if not self.errors:
+            data["line"] = LineItem(name, quantity, Money(cost_minor, self.currency), data.get("tax") or "none")
+        return data
+
+
+class BaseRefundItemFormSet(forms.BaseFormSet):
+    def lines(self) -> list[LineItem]:
+        return [form.cleaned_data["line"] for form in self.forms if form.cleaned_data.get("line")]
+
+
+RefundItemFormSet = forms.formset_factory(
+    RefundItemForm, formset=BaseRefundItemFormSet, extra=0, max_num=20, validate_max=True, absolute_max=20
+)
+ITEM_ROWS = 3  # rows shown at first; "Add a row" adds one more (no JavaScript needed)
+ITEMS_PREFIX = "items"
 
 
 class RefundForm(forms.Form):
@@ -49,9 +119,42 @@ class RefundForm(forms.Form):
     reason = forms.CharField(label="Note", max_length=500, widget=forms.Textarea(attrs={"rows": 3}))
     product = forms.CharField(label="Product", max_length=200, required=False)
 
-    def __init__(self, *args, currency: str, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        data=None,
+        *,
+        currency: str,
+        item_tax_rates: tuple[str, ...] | None = None,
+        refundable: int | None = None,
+        item_rows: list[dict] | None = None,
+        **kwargs,
+    ):
+        """`item_tax_rates`: the provider takes invoice items with these rates (None: no items).
+        `refundable`: what a full refund would be, for checking the items against it.
+        `item_rows`: rows to show in an unbound form (an "Add a row" round trip)."""
+        super().__init__(data, **kwargs)
         self.currency = currency
+        self.refundable = refundable
+        self.items = None
+        self.items_errors = ErrorList()
+        if item_tax_rates is not None:
+            form_kwargs = {"currency": currency, "tax_rates": item_tax_rates}
+            if data is not None:
+                self.items = RefundItemFormSet(data, prefix=ITEMS_PREFIX, form_kwargs=form_kwargs)
+            else:
+                rows = list(item_rows or []) + [{}] * max(ITEM_ROWS - len(item_rows or []), 0)
+                self.items = RefundItemFormSet(initial=rows, prefix=ITEMS_PREFIX, form_kwargs=form_kwargs)
+
+    @classmethod
+    def posted_item_rows(cls, data) -> list[dict]:
+        """The item rows of a POST as initial data, plus an empty one (for "Add a row")."""
+        try:
+            count = min(int(data.get(f"{ITEMS_PREFIX}-TOTAL_FORMS", 0)), RefundItemFormSet.max_num - 1)
+        except ValueError:
+            count = 0
+        fields = ("name", "quantity", "cost", "tax")
+        rows = [{f: data.get(f"{ITEMS_PREFIX}-{i}-{f}", "") for f in fields} for i in range(max(count, 0))]
+        return [*rows, {}]
 
     @staticmethod
     def new_merchant_refund_id() -> str:
@@ -66,16 +169,34 @@ class RefundForm(forms.Form):
     def clean(self):
         data = super().clean()
         if data.get("kind") == self.PARTIAL:
-            raw = (data.get("amount") or "").strip().replace(",", "")
             try:
-                value = Decimal(raw)
-                if not value.is_finite() or value <= 0:
-                    raise InvalidOperation
-                data["amount_minor"] = decimal_to_minor(value, self.currency)
-            except InvalidOperation:
-                self.add_error("amount", f"Enter an amount in {self.currency} greater than zero, e.g. 12.50.")
+                data["amount_minor"] = _parse_amount(data.get("amount") or "", self.currency)
             except ValueError as error:
                 self.add_error("amount", str(error))
         else:
             data["amount_minor"] = None
         return data
+
+    def is_valid(self) -> bool:
+        valid = super().is_valid()
+        if self.items is None:
+            return valid
+        if not self.items.is_valid():
+            return False
+        lines = self.items.lines()
+        self.cleaned_data["items"] = lines
+        if valid and lines:
+            self._check_items_add_up(lines)
+        return valid and not self.items_errors
+
+    def _check_items_add_up(self, lines: list[LineItem]) -> None:
+        total = sum(line.total_minor for line in lines)
+        wanted = self.cleaned_data["amount_minor"]
+        what = "the amount"
+        if wanted is None:
+            wanted, what = self.refundable, "what is refundable now"
+        if wanted is not None and total != wanted:
+            self.items_errors.append(
+                f"The items add up to {format_minor(total, self.currency)}, not {what} "
+                f"({format_minor(wanted, self.currency)}). Change the items or the amount."
+            )

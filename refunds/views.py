@@ -12,6 +12,7 @@ from refunds import errors, services
 from refunds.forms import PaymentLookupForm, RefundForm
 from refunds.money import Money, format_minor
 from refunds.provider_events import webhook_event_receive
+from refunds.providers import provider_class
 from refunds.selectors import refund_visible_to, refund_with_approvals
 
 
@@ -61,13 +62,25 @@ def refund_new(request):
             lookup.add_error("connector_transaction_id" if error.field else None, error.message)
     if preview is not None:
         currency = preview.amount.currency
-        if request.method == "POST":
-            form = RefundForm(request.POST, currency=currency)
+        adapter = provider_class(preview.provider)
+        # Invoice items only for providers that take them, with that provider's tax rates.
+        tax_rates = tuple(adapter.item_tax_rates) if adapter.supports_items else None
+        if request.method == "POST" and "add_item" in request.POST:
+            # "Add a row": show the same form again, one row longer; nothing is checked or filed.
+            form = RefundForm(
+                currency=currency,
+                item_tax_rates=tax_rates,
+                item_rows=RefundForm.posted_item_rows(request.POST),
+                initial={name: request.POST.get(name) for name in RefundForm.base_fields if name in request.POST},
+            )
+        elif request.method == "POST":
+            form = RefundForm(request.POST, currency=currency, item_tax_rates=tax_rates, refundable=preview.refundable_now)
             if form.is_valid():
                 return _file(request, form, preview) or _render_new(request, lookup, preview, form)
         else:
             form = RefundForm(
                 currency=currency,
+                item_tax_rates=tax_rates,
                 initial={
                     "merchant_refund_id": RefundForm.new_merchant_refund_id(),
                     **lookup.cleaned_data,
@@ -91,9 +104,13 @@ def _file(request, form, preview):
             metadata={},
             product=data["product"],
             requested_by=request.user,
+            items=data.get("items") or None,
         )
     except errors.RefundError as error:
-        form.add_error("amount" if error.field == "amount" else None, error.message)
+        if (error.field or "").startswith("items") and form.items is not None:
+            form.items_errors.append(error.message)
+        else:
+            form.add_error("amount" if error.field == "amount" else None, error.message)
         return None
     return redirect("refund-detail", merchant_refund_id=refund.merchant_refund_id)
 
