@@ -33,6 +33,13 @@ def _schedule_periodic_tasks(sender, **kwargs):
         sender.signature("refunds.tasks.summary_send_due_task"),
         name="send the morning summary to Slack when due",
     )
+    # Export jobs whose message was lost or whose worker died are sent again; the job's claim
+    # makes a duplicate harmless.
+    sender.add_periodic_task(
+        30.0,
+        sender.signature("refunds.tasks.export_jobs_sweep_task"),
+        name="resend lost or stale export jobs",
+    )
 
 
 @signals.worker_init.connect

@@ -87,3 +87,19 @@ def summary_send_due_task():
     delivery = notifications.summary_send_due()
     if delivery is not None:
         logger.info("morning summary for %s: %s", delivery.day, "sent" if delivery.sent_at else delivery.error)
+
+
+@shared_task(acks_late=True)
+def export_job_run_task(job_id: int):
+    from refunds import exports
+
+    exports.export_job_run(job_id=job_id)
+
+
+@shared_task
+def export_jobs_sweep_task():
+    from refunds import exports
+
+    swept = exports.export_jobs_sweep()
+    if any(swept.values()):
+        logger.info("export jobs sent again: %s", swept)
