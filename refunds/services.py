@@ -466,9 +466,14 @@ def refund_submit(*, refund_id: int) -> RefundRequest | None:
     if refund is None:
         return None
     adapter = get_provider(refund.provider)
-    calls = refund.logs.filter(event=RefundLog.Event.PROVIDER_CALL).count()
-    # Attempts that failed before the refund was sent (the adapter said so) cannot have refunded.
-    unsent = refund.logs.filter(event=RefundLog.Event.PROVIDER_ERROR, data__not_sent=True).count()
+    # Calls since a person last checked the provider (see refund_retry); of those, attempts that
+    # failed before the refund was sent (the adapter said so) cannot have refunded.
+    logs = refund.logs.all()
+    checked = logs.filter(event=RefundLog.Event.STATUS_CHANGED, data__outcome_checked=True).order_by("-pk").first()
+    if checked is not None:
+        logs = logs.filter(pk__gt=checked.pk)
+    calls = logs.filter(event=RefundLog.Event.PROVIDER_CALL).count()
+    unsent = logs.filter(event=RefundLog.Event.PROVIDER_ERROR, data__not_sent=True).count()
     if not adapter.idempotent_create and calls - unsent > 1:
         # An earlier call (this claim's log row is the last) may have refunded without our
         # hearing of it, also before a person's retry, and this provider would refund again:
@@ -481,7 +486,7 @@ def refund_submit(*, refund_id: int) -> RefundRequest | None:
             return refund_flag_for_attention(
                 refund_id=refund_id,
                 message=f"Cannot tell whether an earlier attempt refunded at {refund.provider}, so not "
-                f"asking again; check there ({error.message})",
+                f"asking again; check there ({error.message}). If it made no refund, Retry sends it",
                 code="unknown_outcome",
             )
         if earlier is not None:
@@ -747,12 +752,16 @@ def refund_retry(*, refund_id: int, actor) -> RefundRequest:
     """A person sends a refund that needed attention back to the worker (same idempotency key)."""
     if not actor.has_perm("refunds.retry_refundrequest"):
         raise errors.PermissionDenied("You may not retry refunds.")
+    # Retrying a refund flagged because an earlier call's outcome is unknown (a provider without
+    # idempotency keys) is the person's word that they checked the provider and found no refund.
+    unknown_outcome = RefundRequest.objects.filter(pk=refund_id, error_code="unknown_outcome").exists()
     refund = refund_transition(
         refund_id=refund_id,
         to_status=RefundStatus.APPROVED,
         expected_from={RefundStatus.NEEDS_ATTENTION},
         actor=actor,
-        message="Retried by a person",
+        message="Retried by a person" + (", who found no refund at the provider" if unknown_outcome else ""),
+        data={"outcome_checked": True} if unknown_outcome else None,
         submit_attempts=0,  # a fresh budget of automatic attempts; the log keeps every call
         error_code="",
         error_message="",

@@ -96,6 +96,29 @@ def test_a_lost_answer_is_never_refunded_twice_a_person_decides(api, agent, robo
     assert len(at_robokassa(robokassa_sandbox, invoice_id)) == 1
 
 
+def test_a_person_who_found_no_refund_at_robokassa_sends_it_once_more(api, agent, manager, robokassa_sandbox,
+                                                                      robokassa_sandbox_clean):
+    invoice_id = robokassa_sandbox.create_payment(10_000, behavior="stay")
+    api(agent).post("/api/refunds/", body(invoice_id, amount={"minor_amount": 1_000, "currency": "RUB"}),
+                    format="json")
+    refund = RefundRequest.objects.get(connector_transaction_id=invoice_id)
+    robokassa_sandbox.set_faults(500, path_prefix="/RefundService/Refund/Create")  # refused before any work
+    with pytest.raises(services.TransientProviderError):
+        services.refund_submit(refund_id=refund.pk)
+    RefundRequest.objects.filter(pk=refund.pk).update(next_action_at=None)
+    services.refund_submit(refund_id=refund.pk)  # unknown outcome: a person checks the cabinet
+    refund.refresh_from_db()
+    assert (refund.status, at_robokassa(robokassa_sandbox, invoice_id)) == (RefundStatus.NEEDS_ATTENTION, [])
+
+    services.refund_retry(refund_id=refund.pk, actor=manager)  # they found none: send it
+    services.refund_submit(refund_id=refund.pk)
+
+    refund.refresh_from_db()
+    [request_id] = at_robokassa(robokassa_sandbox, invoice_id)
+    assert (refund.status, refund.connector_refund_id) == (RefundStatus.PROCESSING, request_id)
+    assert "found no refund at the provider" in refund.logs.filter(event="status_changed", actor=manager).get().message
+
+
 def test_a_failed_lookup_before_create_is_simply_retried(api, agent, robokassa_sandbox, robokassa_sandbox_clean):
     invoice_id = robokassa_sandbox.create_payment(10_000, behavior="stay")
     api(agent).post("/api/refunds/", body(invoice_id, amount={"minor_amount": 1_000, "currency": "RUB"}),
