@@ -43,6 +43,18 @@ def _parse_amount(raw: str, currency: str) -> int:
     return decimal_to_minor(value, currency)
 
 
+def _tax_label(rate: str) -> str:
+    """vat20 → VAT 20%, vat120 → VAT 20/120, none → No VAT; other labels as they are."""
+    if rate == "none":
+        return "No VAT"
+    digits = rate.removeprefix("vat")
+    if not rate.startswith("vat") or not digits.isdigit():
+        return rate
+    if len(digits) == 3:  # a calculated rate: 10/110, 20/120, 5/105, 7/107
+        return f"VAT {int(digits) - 100}/{digits}"
+    return f"VAT {digits}%"
+
+
 class RefundItemForm(forms.Form):
     """One invoice line; a row left blank is no line."""
 
@@ -56,7 +68,7 @@ class RefundItemForm(forms.Form):
     def __init__(self, *args, currency: str, tax_rates: tuple[str, ...], **kwargs):
         super().__init__(*args, **kwargs)
         self.currency = currency
-        self.fields["tax"].choices = [(rate, rate) for rate in tax_rates]
+        self.fields["tax"].choices = [(rate, _tax_label(rate)) for rate in tax_rates]
         self.fields["cost"].label = f"Price each ({currency})"
         self.fields["quantity"].widget.attrs["inputmode"] = "numeric"
         self.fields["cost"].widget.attrs["inputmode"] = "decimal"

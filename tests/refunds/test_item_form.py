@@ -52,7 +52,7 @@ def test_items_are_offered_only_where_the_provider_takes_them(client, agent, inv
 
     html = robokassa.content.decode()
     assert html.count('data-testid="item-row"') == 3 and "Invoice items" in html
-    assert '<option value="vat20">vat20</option>' in html and 'aria-label="Item, row 1"' in html
+    assert '<option value="vat20">VAT 20%</option>' in html and '<option value="vat120">VAT 20/120</option>' in html and 'aria-label="Item, row 1"' in html
     assert robokassa.context["preview"].product == "Tea set"
     assert "Invoice items" not in stripe.content.decode() and stripe.context["form"].items is None
 
