@@ -51,7 +51,8 @@ Money never moves twice
     (`refund_not_sent = True` on the error) and is simply tried again. After a call whose
     outcome is unknown (Create timed out, its answer was lost, the worker died mid-call) the
     services would look for the refund it may have made; Robokassa cannot list refunds, so the
-    refund waits for a person (needs_attention, "unknown_outcome") who checks the cabinet.
+    refund waits for a person (needs_attention, "unknown_outcome") who checks the cabinet. Their
+    Retry is their word that the cabinet shows no such refund: it is sent once more.
 
 Async from sync code
     Every call builds a client, runs in its own event loop (asyncio.run; in a fresh thread when
