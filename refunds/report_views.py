@@ -73,15 +73,11 @@ def _yesterday_range() -> dict:
 @login_required
 @permission_required("refunds.view_reports", raise_exception=True)
 def summary_view(request):
-    form = DateRangeForm(request.GET if "start" in request.GET or "end" in request.GET else None)
-    summary = rates = None
-    if form.is_bound:
-        if form.is_valid():
-            start, end = form.cleaned_data["start"], form.cleaned_data["end"]
-        else:
-            start = end = None
+    if "start" in request.GET or "end" in request.GET:
+        form = DateRangeForm(request.GET)
+        start, end = (form.cleaned_data["start"], form.cleaned_data["end"]) if form.is_valid() else (None, None)
     else:
-        start, end = _yesterday_range()["start"], _yesterday_range()["end"]
+        start, end = _yesterday_range().values()
         form = DateRangeForm(initial={"start": start, "end": end})
     context = {"form": form}
     if start is not None:
