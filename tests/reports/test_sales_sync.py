@@ -113,3 +113,13 @@ def test_sync_button_refuses_long_ranges_and_other_roles(client, accountant, man
     client.force_login(manager)
     assert "Sync from Stripe" not in client.get(reverse("reports-sales")).content.decode()
     assert client.post(SYNC, {"start": "2026-01-01", "end": "2026-01-01"}).status_code == 403
+
+
+def test_sync_button_says_so_when_stripe_is_down(client, accountant, stripe_sandbox_clean, around_today):
+    stripe_sandbox_clean.set_faults(503, count=None, path_prefix="/v1/payment_intents", methods=["GET"])
+    client.force_login(accountant)
+    start, end = (d.isoformat() for d in around_today)
+    response = client.post(SYNC, {"start": start, "end": end}, follow=True)
+    assert response.status_code == 200
+    assert "Stripe could not be read" in response.content.decode()
+    assert not Sale.objects.exists()
