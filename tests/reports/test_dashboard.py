@@ -100,6 +100,31 @@ def test_time_to_resolution_per_day_and_overall(resolutions):
     assert _h(resolution.p90_seconds) == 16.0
 
 
+def test_the_sqlite_fallback_agrees_with_postgresql(resolutions):
+    from django.db.models.functions import TruncDate
+
+    from refunds.dashboard import _resolution_in_python
+    from refunds.models import FINAL_STATUSES
+    from refunds.reports import business_zone, report_range
+
+    low, high = report_range(start=date(2026, 11, 9), end=date(2026, 11, 11))
+    rows = RefundRequest.objects.filter(
+        created_at__gte=low, created_at__lt=high, status__in=FINAL_STATUSES, resolved_at__isnull=False
+    ).annotate(day=TruncDate("created_at", tzinfo=business_zone()))
+    per_day, overall = _resolution_in_python(rows)
+    in_sql = dashboard_resolution(start=date(2026, 11, 9), end=date(2026, 11, 11))
+
+    assert (overall["n"], overall["median"], overall["p90"]) == (
+        in_sql.resolved, pytest.approx(in_sql.median_seconds), pytest.approx(in_sql.p90_seconds)
+    )
+    for day in in_sql.days:
+        if day.resolved:
+            row = per_day[day.day]
+            assert (row["n"], row["avg"], row["p90"]) == (
+                day.resolved, pytest.approx(day.average_seconds), pytest.approx(day.p90_seconds)
+            )
+
+
 def _h(seconds):
     return None if seconds is None else round(seconds / 3600, 6)
 
