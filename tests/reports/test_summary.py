@@ -53,6 +53,8 @@ def new_york(settings):
 def day_of_refunds(new_york):
     S = RefundStatus
     refund(at(4, 30), S.SUCCEEDED, amount=1000, approved=10 * M, resolved=1 * H, auto=True)  # 00:30 local
+    # 22:00 on the 9th, auto-approved, with an id among the day's: counted nowhere.
+    refund(at(2), S.SUCCEEDED, amount=5555, approved=1 * M, resolved=1 * H, auto=True)
     refund(at(12), S.SUCCEEDED, amount=2500, approved=2 * H, resolved=3 * H)
     refund(at(15), S.REJECTED, amount=700, currency="EUR", resolved=30 * M)
     refund(at(20), S.FAILED, amount=400, approved=1 * M, resolved=2 * H, auto=True, error_code="card_declined")
@@ -128,7 +130,8 @@ def test_failures_by_provider_and_code(day_of_refunds):
 
 def test_a_range_adds_its_days(day_of_refunds):
     summary = reports.refund_summary(start=datetime.date(2026, 3, 9), end=datetime.date(2026, 3, 11))
-    assert summary.requested_count == 9
+    assert summary.requested_count == 10
+    assert (summary.approved_count, summary.auto_approved_count) == (6, 3)
 
 
 def test_an_empty_day_has_no_rates():
