@@ -13,9 +13,12 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import queue
 import re
+import threading
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import islice
@@ -23,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import BigIntegerField, CharField, Expression, F, Func, Q, QuerySet, Value
 from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
@@ -304,7 +307,7 @@ def export_rows(qs: QuerySet[RefundRequest], *, in_database: bool | None = None)
     zone = settings.REPORTS_TIME_ZONE
     columns = export_columns()
     if in_database is None:
-        in_database = connection.vendor == "postgresql"
+        in_database = connections[qs.db].vendor == "postgresql"
     if in_database:
         names = [f"c{index}" for index in range(len(columns))]
         annotated = qs.annotate(**{name: column.sql(zone) for name, column in zip(names, columns, strict=True)})
@@ -472,10 +475,29 @@ class _ChunkSink:
                 raise _LostClaim
             chunks = []
             for piece in pieces:
-                chunks.append(ExportChunk(job_id=self.job_id, seq=self.seq, data=piece))
+                chunks.append((self.job_id, self.seq, piece))
                 self.seq += 1
                 self.bytes_written += len(piece)
-            ExportChunk.objects.bulk_create(chunks)
+            _chunks_insert(chunks)
+
+
+def _chunks_insert(chunks: list[tuple[int, int, bytes]]) -> None:
+    if not chunks:
+        return
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        ExportChunk.objects.bulk_create([ExportChunk(job_id=job, seq=seq, data=data) for job, seq, data in chunks])
+        return
+    import psycopg
+
+    # Django's psycopg cursors bind parameters client-side: a 1 MiB chunk would travel as
+    # 2 MiB of hex text for the server to parse back. A server-side-binding cursor on the same
+    # connection (so in the same transaction) sends it as binary: 3x faster (bench/README.md).
+    db.ensure_connection()
+    with psycopg.Cursor(db.connection) as cursor:
+        cursor.executemany(
+            f"INSERT INTO {ExportChunk._meta.db_table} (job_id, seq, data) VALUES (%s, %s, %b)", chunks
+        )
 
 
 def _claim(job_id: int) -> ExportJob | None:
@@ -502,6 +524,73 @@ def _claim(job_id: int) -> ExportJob | None:
     return job
 
 
+# Batches the reading thread may hold ready ahead of the writer (memory stays bounded).
+PREFETCH_BATCHES = 4
+
+
+@contextmanager
+def export_reading(*, user, filters: dict) -> Iterator[tuple[int, Iterator[list[tuple]]]]:
+    """Yields (how many rows, the batches of finished rows) for an export.
+
+    On PostgreSQL outside a transaction (a worker), a thread of its own reads on its own
+    connection, in one read-only REPEATABLE READ transaction (the count and the rows come from
+    one snapshot), up to PREFETCH_BATCHES ahead: the database computes the next rows while this
+    thread writes the file, and the job's progress and chunks are committed meanwhile on this
+    thread's connection in short transactions. The cursor is declared inside that
+    transaction, so PostgreSQL hands rows over as it produces them (Django's iterator() in
+    autocommit declares it WITH HOLD, which makes PostgreSQL compute the whole result first).
+    Inside a caller's transaction (tests), or on another database, it reads in this thread."""
+    default = connections[DEFAULT_DB_ALIAS]
+    if default.vendor != "postgresql" or default.in_atomic_block:
+        qs = refunds_for_export(user=user, filters=filters)
+        yield qs.count(), export_rows(qs)
+        return
+    ready: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
+    stop = threading.Event()
+
+    def read():
+        try:
+            with transaction.atomic():
+                with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                qs = refunds_for_export(user=user, filters=filters)
+                ready.put(("count", qs.count()))
+                for batch in export_rows(qs):
+                    if stop.is_set():
+                        return
+                    ready.put(("rows", batch))
+            ready.put(("end", None))
+        except Exception as error:  # noqa: BLE001 - handed to the writing thread, raised there
+            ready.put(("error", error))
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    def batches():
+        while True:
+            kind, value = ready.get()
+            if kind == "error":
+                raise value
+            if kind == "end":
+                return
+            yield value
+
+    reader = threading.Thread(target=read, name="export-reader", daemon=True)
+    reader.start()
+    try:
+        kind, value = ready.get()
+        if kind == "error":
+            raise value
+        yield value, batches()
+    finally:
+        stop.set()
+        while reader.is_alive():  # free a reader blocked on a full queue, so it sees `stop`
+            try:
+                ready.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        reader.join()
+
+
 def export_job_run(*, job_id: int) -> ExportJob | None:
     """Write the job's file into ExportChunk rows, reporting progress per batch. A failure
     marks the job failed with a readable message. Returns the job if this call wrote it."""
@@ -510,15 +599,14 @@ def export_job_run(*, job_id: int) -> ExportJob | None:
         return None
     sink = _ChunkSink(job)
     try:
-        qs = refunds_for_export(user=job.requested_by, filters=job.filters)
-        ExportJob.objects.filter(pk=job.pk, started_at=sink.claim).update(rows_expected=qs.count())
+        with export_reading(user=job.requested_by, filters=job.filters) as (count, batches):
+            ExportJob.objects.filter(pk=job.pk, started_at=sink.claim).update(rows_expected=count)
+            if job.format == ExportJob.Format.XLSX:
+                _run_xlsx(batches, sink)
+            else:
+                write_csv(batches, export_headers(), sink, on_batch=sink.progress)
         stamp = timezone.localtime(job.created_at, ZoneInfo(settings.REPORTS_TIME_ZONE)).strftime("%Y%m%d-%H%M")
-        file_name = f"refunds-{stamp}-{job.pk}.{job.format}"
-        if job.format == ExportJob.Format.XLSX:
-            _run_xlsx(qs, sink)
-        else:
-            write_csv(export_rows(qs), export_headers(), sink, on_batch=sink.progress)
-        sink.finish(file_name)
+        sink.finish(f"refunds-{stamp}-{job.pk}.{job.format}")
     except _LostClaim:
         logger.warning("export %s was taken over by another worker; this one stops", job.pk)
         return None
@@ -535,12 +623,12 @@ def export_job_run(*, job_id: int) -> ExportJob | None:
     return job
 
 
-def _run_xlsx(qs: QuerySet[RefundRequest], sink: _ChunkSink) -> None:
+def _run_xlsx(batches: Iterable[list[tuple]], sink: _ChunkSink) -> None:
     # XLSX is a zip: it is written whole to a temporary file on the worker, then copied into
     # chunks. Progress per batch keeps the heartbeat going meanwhile.
     with tempfile.TemporaryDirectory(prefix="export-") as directory:
         path = f"{directory}/export.xlsx"
-        rows = write_xlsx(export_rows(qs), export_columns(), path, on_batch=sink.progress)
+        rows = write_xlsx(batches, export_columns(), path, on_batch=sink.progress)
         with open(path, "rb") as workbook:
             while piece := workbook.read(CHUNK_BYTES):
                 sink.write(piece)

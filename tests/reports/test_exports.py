@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import openpyxl
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -15,7 +16,7 @@ from django.utils import timezone
 from approvals.models import Approval
 from refunds import exports
 from refunds.models import ExportChunk, ExportJob, RefundOrigin, RefundRequest, RefundStatus
-from tests.factories import PaymentFactory, RefundFactory, UserFactory
+from tests.factories import PaymentFactory, RefundFactory, UserFactory, agent
 
 pytestmark = pytest.mark.django_db
 
@@ -27,9 +28,15 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
+def requester():
+    """One support agent files the tests' refunds (a user per refund costs a password hash each)."""
+    return get_user_model().objects.filter(username="filer").first() or agent(username="filer")
+
+
 def refund(merchant_refund_id: str, **fields) -> RefundRequest:
     """A refund as a test describes it; created_at (auto) is set afterwards."""
     created_at = fields.pop("created_at", None)
+    fields.setdefault("requested_by", requester())
     currency = fields.get("currency", "USD")
     fields.setdefault("payment", PaymentFactory(currency=currency))
     row = RefundFactory(merchant_refund_id=merchant_refund_id, **fields)
