@@ -34,3 +34,36 @@ def providers_configured(app_configs=None, **kwargs) -> list[checks.CheckMessage
             checks.Warning("REFUND_PROVIDERS is empty: no refund can be filed.", id="refunds.W001")
         )
     return problems
+
+
+@checks.register(checks.Tags.compatibility)
+def reports_configured(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """A typo in the business zone or the morning send time is caught at start, not by a
+    silent morning without a summary."""
+    import datetime
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    problems = []
+    try:
+        ZoneInfo(settings.REPORTS_TIME_ZONE)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(
+            checks.Error(
+                f"REPORTS_TIME_ZONE {settings.REPORTS_TIME_ZONE!r} is not a time zone.",
+                hint="Use an IANA name such as Europe/Berlin or America/New_York.",
+                id="refunds.E003",
+            )
+        )
+    send_at = (settings.REPORTS_SUMMARY_SEND_AT or "").strip()
+    if send_at:
+        try:
+            datetime.time.fromisoformat(send_at)
+        except ValueError:
+            problems.append(
+                checks.Error(
+                    f"REPORTS_SUMMARY_SEND_AT {send_at!r} is not a time of day.",
+                    hint="Use HH:MM, e.g. 08:00, or leave it empty to send no morning summary.",
+                    id="refunds.E004",
+                )
+            )
+    return problems
