@@ -47,6 +47,8 @@ CHUNK_BYTES = 1024 * 1024
 STALE_AFTER = timedelta(minutes=3)
 # A queued job no worker has claimed for this long is sent to the workers again (lost message).
 QUEUED_RESEND_AFTER = timedelta(seconds=60)
+# Finished exports (their files) are deleted this long after they finished.
+KEEP_FOR = timedelta(days=7)
 # Excel's limit per sheet, header included: the export continues on a new sheet.
 XLSX_MAX_ROWS = 1_048_576
 
@@ -638,7 +640,7 @@ def _run_xlsx(batches: Iterable[list[tuple]], sink: _ChunkSink) -> None:
 def export_jobs_sweep() -> dict[str, list[int]]:
     """Jobs the database says need a worker but none holds: queued ones whose message was
     lost, running ones whose worker died. Each is sent again; the claim makes a duplicate
-    harmless."""
+    harmless. Finished jobs older than KEEP_FOR are deleted with their files."""
     from refunds.services import enqueue_on_commit
     from refunds.tasks import export_job_run_task
 
@@ -660,7 +662,16 @@ def export_jobs_sweep() -> dict[str, list[int]]:
         )
         for job_id in (*queued, *stale):
             enqueue_on_commit(export_job_run_task, job_id)
-    return {"queued": queued, "stale": stale}
+    # Files of a few hundred MB each: kept a week, then deleted, a few jobs per sweep.
+    expired = list(
+        ExportJob.objects.filter(
+            state__in=[ExportJob.State.DONE, ExportJob.State.FAILED], finished_at__lt=now - KEEP_FOR
+        ).values_list("pk", flat=True)[:10]
+    )
+    for job_id in expired:
+        with transaction.atomic():
+            ExportJob.objects.filter(pk=job_id).delete()
+    return {"queued": queued, "stale": stale, "expired": expired}
 
 
 def export_chunks(job: ExportJob) -> Iterator[bytes]:

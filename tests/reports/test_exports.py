@@ -434,9 +434,21 @@ def test_the_sweeper_resends_lost_and_stale_jobs_once_per_period(accountant, dja
     with django_capture_on_commit_callbacks(execute=False) as sent_again:
         swept_again = exports.export_jobs_sweep()
 
-    assert swept == {"queued": [lost.pk], "stale": [dead.pk]} and len(sent) == 2
-    assert swept_again == {"queued": [], "stale": [dead.pk]} and len(sent_again) == 1
+    assert swept == {"queued": [lost.pk], "stale": [dead.pk], "expired": []} and len(sent) == 2
+    assert swept_again == {"queued": [], "stale": [dead.pk], "expired": []} and len(sent_again) == 1
     assert fresh.pk not in swept["queued"]
+
+
+def test_finished_exports_are_deleted_after_a_week(export):
+    refund("old")
+    old, recent = export(), export()
+    ExportJob.objects.filter(pk=old.pk).update(finished_at=timezone.now() - exports.KEEP_FOR - timedelta(minutes=1))
+
+    swept = exports.export_jobs_sweep()
+
+    assert swept["expired"] == [old.pk]
+    assert list(ExportJob.objects.values_list("pk", flat=True)) == [recent.pk]
+    assert not ExportChunk.objects.filter(job_id=old.pk).exists() and ExportChunk.objects.filter(job=recent).exists()
 
 
 @pytest.mark.django_db(transaction=True)
