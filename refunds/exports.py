@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from itertools import islice
 from zoneinfo import ZoneInfo
 
@@ -403,9 +404,7 @@ def write_xlsx(batches: Iterable[list[tuple]], columns: list[Column], path: str,
     return rows
 
 
-def _decimal_number(text: str):
-    from decimal import Decimal
-
+def _decimal_number(text: str) -> Decimal:
     # A spreadsheet number is a binary double whatever we do; XlsxWriter writes it with 16
     # significant digits, which holds every amount we export exactly as text.
     return Decimal(text)
@@ -679,11 +678,4 @@ def export_chunks(job: ExportJob) -> Iterator[bytes]:
     cursor or transaction open while the client reads."""
     for seq in ExportChunk.objects.filter(job=job).order_by("seq").values_list("seq", flat=True):
         yield bytes(ExportChunk.objects.filter(job=job, seq=seq).values_list("data", flat=True).get())
-
-
-def export_file_copy(job: ExportJob, path: str) -> None:
-    """Write a finished export to a local file (bench, management)."""
-    with open(path, "wb") as out:
-        for piece in export_chunks(job):
-            out.write(piece)
 
