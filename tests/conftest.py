@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures.robokassa_sandbox",
     "tests.fixtures.slack",
     "tests.fixtures.worker",
+    "tests.fixtures.browser",
 ]
 
 

@@ -2,63 +2,15 @@
 app (live server), a real Celery worker and the Stripe sandbox. Screenshots of the key pages
 land in test-artifacts/screenshots/ (not in git)."""
 
-import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 
 from refunds.models import RefundRequest, RefundStatus
 from tests import factories
+from tests.fixtures.browser import SHOTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-PASSWORD = "correct-horse-battery"
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian chromium is not installed (.ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
-    # still plain synchronous code.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def login(browser, live_server):
-    """login(user) -> a page logged in as that user, in its own browser context."""
-    contexts = []
-
-    def make(user, next_url="/refunds/"):
-        context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=live_server.url)
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        page.goto(f"/accounts/login/?next={next_url}")
-        page.get_by_label("Username").fill(user.username)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Log in").click()
-        page.wait_for_url(re.compile(re.escape(next_url)))
-        return page
-
-    yield make
-    for context in contexts:
-        context.close()
 
 
 def file_refund(page, pi, amount, reason, shot=None):

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from refunds.models import Payment, RefundRequest, RefundStatus, Sale
 from tests import factories
-from tests.e2e.test_browser import PASSWORD, SHOTS, browser  # noqa: F401  (the session's Chromium)
+from tests.fixtures.browser import PASSWORD, SHOTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -60,7 +60,7 @@ def month_of_refunds(settings):
 
 
 @pytest.fixture
-def accountant_page(browser, live_server):  # noqa: F811
+def accountant_page(browser, live_server):
     """accountant_page(javascript=True) -> a page logged in as an accountant, on /reports/."""
     contexts = []
     user = factories.accountant(username="accountant")

@@ -7,12 +7,12 @@ import pytest
 
 from refunds.models import RefundRequest
 from tests import factories
-from tests.e2e.test_browser import SHOTS, browser, login  # noqa: F401 - the shared browser fixtures
+from tests.fixtures.browser import SHOTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-def test_agent_files_a_robokassa_refund_by_items(login, robokassa_sandbox):  # noqa: F811
+def test_agent_files_a_robokassa_refund_by_items(login, robokassa_sandbox):
     agent = factories.agent(username="agent")
     invoice_id = robokassa_sandbox.create_payment(10_000, behavior="stay", description="Tea set")
     page = login(agent, "/refunds/new")

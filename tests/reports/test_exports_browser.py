@@ -11,7 +11,7 @@ import pytest
 from refunds import exports
 from refunds.models import ExportJob, RefundStatus
 from tests import factories
-from tests.e2e.test_browser import SHOTS, browser, login  # noqa: F401 - fixtures
+from tests.fixtures.browser import SHOTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

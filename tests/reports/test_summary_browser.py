@@ -9,7 +9,7 @@ import pytest
 
 from refunds.models import RefundRequest, RefundStatus, Sale
 from tests import factories
-from tests.e2e.test_browser import SHOTS, browser, login  # noqa: F401 - fixtures
+from tests.fixtures.browser import SHOTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 UTC = datetime.UTC
