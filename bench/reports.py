@@ -1,6 +1,7 @@
 """The reports dashboard and the daily summary over 1,000,000 refunds in PostgreSQL.
 
 Run by hand (not a test):  .venv/bin/python bench/reports.py [--refunds 1000000] [--sales 2000000] [--requests 30]
+                           [--keep-data] [--skip-summary]
 
 Uses its own database (refundoffice_bench_reports, dropped and re-created), fills it with SQL
 (generate_series): refunds spread over a year with the statuses, resolution and approval
@@ -188,18 +189,26 @@ def main():
     parser.add_argument("--sales", type=int, default=2_000_000)
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--skip-summary", action="store_true", help="bench the dashboard alone")
+    parser.add_argument(
+        "--keep-data", action="store_true",
+        help="measure again on the database a previous run filled (no drop, no load; migrations still run)",
+    )
     args = parser.parse_args()
 
-    reset_database()
+    if not args.keep_data:
+        reset_database()
     setup_django()
     from django.test import Client
 
     from refunds.reports import business_today
 
     agent, manager, accountant = users()
-    started = time.perf_counter()
-    load = fill(refunds=args.refunds, sales=args.sales, agent_id=agent.pk, manager_id=manager.pk)
-    load["total_s"] = round(time.perf_counter() - started, 1)
+    if args.keep_data:
+        load = {"kept": True}
+    else:
+        started = time.perf_counter()
+        load = fill(refunds=args.refunds, sales=args.sales, agent_id=agent.pk, manager_id=manager.pk)
+        load["total_s"] = round(time.perf_counter() - started, 1)
 
     client = Client()
     client.force_login(accountant)
@@ -214,8 +223,19 @@ def main():
     if not args.skip_summary:
         pages["daily summary, one day"] = f"/reports/summary/?start={yesterday}&end={yesterday}"
         pages["daily summary, 30 days"] = f"/reports/summary/?{month}"
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    cpu_before = time.process_time()
+    started = time.perf_counter()
     results = {name: measure(client, url, args.requests) for name, url in pages.items()}
+    wall = time.perf_counter() - started
     report = {
+        # The machine is shared: its load average says how much else ran while measuring.
+        "machine": {
+            "cores": os.cpu_count(),
+            "loadavg_before": load_before,
+            "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
+            "this_process_cpu_percent": round(100 * (time.process_time() - cpu_before) / wall, 1),
+        },
         "refunds": args.refunds,
         "sales": args.sales,
         "time_zone": TIME_ZONE,
