@@ -9,35 +9,15 @@ time: view, queries, template) and counts its SQL queries. Prints JSON and a mar
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _pages import reset_database, setup_django  # noqa: E402  (bench/ is sys.path[0])
 DB = "refundoffice_bench_admin"
-SERVER = "postgres://postgres@127.0.0.1:5432"
-
-
-def reset_database():
-    for sql in (f"DROP DATABASE IF EXISTS {DB}", f"CREATE DATABASE {DB}"):
-        subprocess.run(["psql", f"{SERVER}/postgres", "-qc", sql], check=True)
-
-
-def setup_django():
-    os.environ["DATABASE_URL"] = f"{SERVER}/{DB}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "refundoffice.settings")
-    os.environ["LOG_LEVEL"] = "WARNING"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    call_command("createcachetable", verbosity=0)
 
 
 def users():
@@ -119,8 +99,8 @@ def main():
     parser.add_argument("--requests", type=int, default=40)
     args = parser.parse_args()
 
-    reset_database()
-    setup_django()
+    reset_database(DB)
+    setup_django(DB)
     from django.test import Client
     from django.urls import reverse
 

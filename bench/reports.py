@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from datetime import timedelta
@@ -24,30 +23,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _pages import reset_database, setup_django  # noqa: E402  (bench/ is sys.path[0])
 DB = "refundoffice_bench_reports"
-SERVER = "postgres://postgres@127.0.0.1:5432"
 TIME_ZONE = "Europe/Berlin"
 YEAR_SECONDS = 365 * 24 * 3600
-
-
-def reset_database():
-    for sql in (f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", f"CREATE DATABASE {DB}"):
-        subprocess.run(["psql", f"{SERVER}/postgres", "-qc", sql], check=True)
-
-
-def setup_django():
-    os.environ["DATABASE_URL"] = f"{SERVER}/{DB}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "refundoffice.settings")
-    os.environ["LOG_LEVEL"] = "WARNING"
-    os.environ["REPORTS_TIME_ZONE"] = TIME_ZONE
-    os.environ.pop("DJANGO_DEBUG", None)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    call_command("createcachetable", verbosity=0)
 
 
 def users():
@@ -196,8 +175,8 @@ def main():
     args = parser.parse_args()
 
     if not args.keep_data:
-        reset_database()
-    setup_django()
+        reset_database(DB)
+    setup_django(DB, REPORTS_TIME_ZONE=TIME_ZONE)
     from django.test import Client
 
     from refunds.reports import business_today
