@@ -114,8 +114,13 @@ _PAYMENT_STATES = {
 }
 _STATE_WORDS = {5: "only initiated, never paid", 10: "canceled without payment"}
 
-_INVOICE_ID = re.compile(r"^[1-9][0-9]{0,9}$")
-_INVOICE_ID_MAX = 2_147_483_647
+# InvoiceID is a 32-bit positive integer: 1..2147483647, spelled out digit by digit so the
+# same pattern serves the OpenAPI schema (JSON Schema has no numeric bound on a string).
+INVOICE_ID_PATTERN = (
+    r"^(?:[1-9][0-9]{0,8}|1[0-9]{9}|20[0-9]{8}|21[0-3][0-9]{7}|214[0-6][0-9]{6}|2147[0-3][0-9]{5}"
+    r"|21474[0-7][0-9]{4}|214748[0-2][0-9]{3}|2147483[0-5][0-9]{2}|21474836[0-3][0-9]|214748364[0-7])$"
+)
+_INVOICE_ID = re.compile(INVOICE_ID_PATTERN)
 
 # The hosts aiorobokassa calls (it has absolute URLs for the refund service); ROBOKASSA_API_BASE
 # replaces them, so the same client talks to the emulator.
@@ -314,7 +319,7 @@ class RobokassaProvider:
     idempotent_create = False
     # Robokassa cannot list a payment's refunds nor report its refunded sum (see above).
     lists_refunds = False
-    transaction_id_pattern = r"^[1-9][0-9]{0,9}$"
+    transaction_id_pattern = INVOICE_ID_PATTERN
 
     def __init__(
         self,
@@ -346,7 +351,7 @@ class RobokassaProvider:
 
     @classmethod
     def validate_transaction_id(cls, value: str) -> str | None:
-        if _INVOICE_ID.match(value) and int(value) <= _INVOICE_ID_MAX:
+        if _INVOICE_ID.fullmatch(value):
             return None
         return "connector_transaction_id must be the payment's Robokassa InvoiceID (InvId): a number from 1 to 2147483647."
 
