@@ -125,6 +125,10 @@ class RefundListCreate(ListAPIView):
                 if moment is None:
                     raise errors.RefundValidationError(f"{param} must be an ISO 8601 date-time.", field=param)
                 qs = qs.filter(**{lookup: moment})
+        page = params.get("page")
+        if page is not None and not (page.isascii() and page.isdigit() and int(page) >= 1):
+            # DRF reads an empty page as the first: say what is wrong instead.
+            raise errors.RefundValidationError("page is a whole number from 1.", field="page")
         mine = params.get("mine")
         if mine not in (None, "1", "true", "0", "false"):
             raise errors.RefundValidationError("mine is 1, true, 0 or false.", field="mine")

@@ -54,3 +54,13 @@ def test_filters_and_pagination(api, manager):
     assert succeeded["count"] == 11
     assert [r["merchant_refund_id"] for r in eur["results"]] == ["eur"]
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "status"
+
+
+@pytest.mark.parametrize("page", ["", "0", "-1", "two", "１"])
+def test_a_page_that_is_not_a_whole_number_from_1_is_a_400_naming_it(api, manager, page):
+    RefundFactory(merchant_refund_id="only")
+
+    answer = api(manager).get(f"/api/refunds/?page={page}")
+
+    assert answer.status_code == 400
+    assert answer.json()["error"]["field"] == "page"
