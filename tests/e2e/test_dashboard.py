@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from refunds.models import Payment, RefundRequest, RefundStatus, Sale
 from tests import factories
-from tests.fixtures.browser import PASSWORD, SHOTS
+from tests.fixtures.browser import SHOTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -60,27 +60,14 @@ def month_of_refunds(settings):
 
 
 @pytest.fixture
-def accountant_page(browser, live_server):
+def accountant_page(login):
     """accountant_page(javascript=True) -> a page logged in as an accountant, on /reports/."""
-    contexts = []
     user = factories.accountant(username="accountant")
 
     def make(javascript=True, url="/reports/"):
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server.url,
-                                      java_script_enabled=javascript)
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        page.goto(f"/accounts/login/?next={url}")
-        page.get_by_label("Username").fill(user.username)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Log in").click()
-        page.wait_for_url(re.compile(re.escape(url) + "$"))
-        return page
+        return login(user, url, javascript=javascript, height=900)
 
-    yield make
-    for context in contexts:
-        context.close()
+    return make
 
 
 DRAWN_PIXELS = """canvas => {
