@@ -600,6 +600,11 @@ def export_job_run(*, job_id: int) -> ExportJob | None:
         return None
     sink = _ChunkSink(job)
     try:
+        # Checked again when the work starts: a job queued by someone whose access was
+        # withdrawn since (left the team, role changed) must not produce their file.
+        requester = job.requested_by
+        if not (requester.is_active and requester.has_perm("refunds.export_refundrequests")):
+            raise errors.PermissionDenied(f"{requester.get_username()} may no longer export refunds")
         with export_reading(user=job.requested_by, filters=job.filters) as (count, batches):
             ExportJob.objects.filter(pk=job.pk, started_at=sink.claim).update(rows_expected=count)
             if job.format == ExportJob.Format.XLSX:

@@ -420,6 +420,20 @@ def test_only_exporters_may_create_jobs(agent):
     assert not ExportJob.objects.exists()
 
 
+def test_a_job_whose_requester_lost_export_access_before_it_ran_writes_nothing(accountant, django_capture_on_commit_callbacks):
+    refund("r-1")
+    with django_capture_on_commit_callbacks(execute=False):
+        job = exports.export_job_create(user=accountant, format="csv", filters={})
+    accountant.groups.clear()  # moved to another team while the job waited in the queue
+
+    exports.export_job_run(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert job.state == ExportJob.State.FAILED
+    assert "may no longer export refunds" in job.error
+    assert not job.chunks.exists()
+
+
 def test_the_sweeper_resends_lost_and_stale_jobs_once_per_period(accountant, django_capture_on_commit_callbacks):
     long_ago = timezone.now() - timedelta(minutes=10)
     lost = ExportJob.objects.create(requested_by=accountant, format="csv")
