@@ -115,3 +115,19 @@ def test_retry_and_cancel_actions(client, manager, django_capture_on_commit_call
     assert f"{sent}: not done — Refund {sent} is processing, not approved/pending_approval." in [
         str(m) for m in done.context["messages"]
     ]
+
+
+def test_retry_confirmation_warns_when_an_earlier_calls_outcome_is_unknown(client, manager):
+    """Retrying such a refund is the person's word that the provider made none: the page says so."""
+    unknown = RefundFactory(provider="robokassa", connector_transaction_id="1001",
+                            status=RefundStatus.NEEDS_ATTENTION, error_code="unknown_outcome")
+    plain = RefundFactory(status=RefundStatus.NEEDS_ATTENTION, error_code="api_error")
+    client.force_login(manager)
+
+    page = client.post(CHANGELIST, {"action": "retry_selected", "_selected_action": [unknown.pk, plain.pk]})
+
+    html = page.content.decode()
+    assert f'data-testid="unknown-outcome-{unknown.pk}"' in html and "Retrying sends it again" in html
+    assert f'data-testid="unknown-outcome-{plain.pk}"' not in html
+    unknown.refresh_from_db()
+    assert unknown.status == RefundStatus.NEEDS_ATTENTION  # nothing happens before the confirmation
