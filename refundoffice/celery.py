@@ -14,32 +14,20 @@ def _schedule_periodic_tasks(sender, **kwargs):
     from django.conf import settings
 
     # The schedule lives in code; due work lives in the database, so a lost beat tick or a
-    # lost message only delays work until the next tick.
-    sender.add_periodic_task(
-        settings.REFUND_POLL_EVERY_SECONDS,
-        sender.signature("refunds.tasks.refund_dispatch_due_task"),
-        name="dispatch due refunds (submit, poll, sweep)",
-    )
-    # Both are idempotent and decide from the database what is due: yesterday's sales are
-    # upserted again each hour (late payments included), and the morning summary is claimed
-    # once per day once REPORTS_SUMMARY_SEND_AT has passed in REPORTS_TIME_ZONE.
-    sender.add_periodic_task(
-        3600.0,
-        sender.signature("refunds.tasks.sales_sync_task"),
-        name="sync yesterday's sales from Stripe",
-    )
-    sender.add_periodic_task(
-        120.0,
-        sender.signature("refunds.tasks.summary_send_due_task"),
-        name="send the morning summary to Slack when due",
-    )
-    # Export jobs whose message was lost or whose worker died are sent again; the job's claim
-    # makes a duplicate harmless.
-    sender.add_periodic_task(
-        30.0,
-        sender.signature("refunds.tasks.export_jobs_sweep_task"),
-        name="resend lost or stale export jobs",
-    )
+    # lost message only delays work until the next tick. Every task here is idempotent:
+    # - the dispatcher submits, polls and sweeps refunds that are due;
+    # - yesterday's sales are upserted again each hour (late payments included);
+    # - the morning summary is claimed once per day once REPORTS_SUMMARY_SEND_AT has passed;
+    # - export jobs whose message was lost or whose worker died are sent again (the job's
+    #   claim makes a duplicate harmless).
+    schedule = [
+        (settings.REFUND_POLL_EVERY_SECONDS, "refund_dispatch_due_task", "dispatch due refunds (submit, poll, sweep)"),
+        (3600.0, "sales_sync_task", "sync yesterday's sales from Stripe"),
+        (120.0, "summary_send_due_task", "send the morning summary to Slack when due"),
+        (30.0, "export_jobs_sweep_task", "resend lost or stale export jobs"),
+    ]
+    for every, task, name in schedule:
+        sender.add_periodic_task(every, sender.signature(f"refunds.tasks.{task}"), name=name)
 
 
 @signals.worker_init.connect
