@@ -35,6 +35,7 @@ from django.utils.text import smart_split, unescape_string_literal
 from approvals.models import Approval
 from refunds import errors
 from refunds.models import ExportChunk, ExportJob, RefundRequest
+from refunds.publish import enqueue_on_commit
 from refunds.money import _THREE_DECIMAL, _ZERO_DECIMAL, minor_to_decimal
 from refunds.selectors import refund_visible_to
 
@@ -415,8 +416,6 @@ def _decimal_number(text: str) -> Decimal:
 
 def export_job_create(*, user, format: str, filters: dict) -> ExportJob:
     """Queue an export of the refunds `filters` select; a worker writes it after commit."""
-    from refunds.services import enqueue_on_commit
-    from refunds.tasks import export_job_run_task
 
     if not user.has_perm("refunds.export_refundrequests"):
         raise errors.PermissionDenied("You may not export refunds.")
@@ -427,7 +426,7 @@ def export_job_create(*, user, format: str, filters: dict) -> ExportJob:
         raise errors.RefundValidationError(f"Unknown filter {sorted(unknown)[0]!r}.", field="filters")
     with transaction.atomic():
         job = ExportJob.objects.create(requested_by=user, format=format, filters=filters)
-        enqueue_on_commit(export_job_run_task, job.pk)
+        enqueue_on_commit("export_job_run_task", job.pk)
     return job
 
 
@@ -645,8 +644,6 @@ def export_jobs_sweep() -> dict[str, list[int]]:
     """Jobs the database says need a worker but none holds: queued ones whose message was
     lost, running ones whose worker died. Each is sent again; the claim makes a duplicate
     harmless. Finished jobs older than KEEP_FOR are deleted with their files."""
-    from refunds.services import enqueue_on_commit
-    from refunds.tasks import export_job_run_task
 
     now = timezone.now()
     resend_before = now - QUEUED_RESEND_AFTER
@@ -665,7 +662,7 @@ def export_jobs_sweep() -> dict[str, list[int]]:
             )[:100]
         )
         for job_id in (*queued, *stale):
-            enqueue_on_commit(export_job_run_task, job_id)
+            enqueue_on_commit("export_job_run_task", job_id)
     # Files of a few hundred MB each: kept a week, then deleted, a few jobs per sweep.
     expired = list(
         ExportJob.objects.filter(

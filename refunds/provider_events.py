@@ -24,11 +24,11 @@ from refunds.models import (
 )
 from refunds.providers import get_provider
 from refunds.providers.base import ProviderRefundStatus, RefundResult
+from refunds.publish import enqueue_on_commit
 from refunds.redaction import redact
 from refunds.services import (
     payment_lock_and_refresh,
     poll_delay,
-    enqueue_on_commit,
     refund_log_append,
     refund_record_provider_result,
 )
@@ -58,9 +58,7 @@ def webhook_event_receive(*, provider: str, event: dict) -> tuple[WebhookEvent, 
                 provider=provider, event_id=str(event["id"])[:255], type=event_type, payload=event
             )
             if event_type in REFUND_EVENT_TYPES:
-                from refunds.tasks import webhook_event_process_task
-
-                enqueue_on_commit(webhook_event_process_task, stored.pk)
+                enqueue_on_commit("webhook_event_process_task", stored.pk)
             else:
                 stored.processed_at = timezone.now()
                 stored.save(update_fields=["processed_at"])

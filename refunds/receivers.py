@@ -2,6 +2,7 @@ from django.conf import settings
 from django.dispatch import receiver
 
 from refunds.models import RefundStatus
+from refunds.publish import enqueue_on_commit
 from refunds.signals import refund_status_changed
 
 # Slack hears about the moments people act on; the internal approved → processing hop is quiet.
@@ -12,7 +13,4 @@ _NOTIFY = frozenset(RefundStatus.values) - {RefundStatus.PROCESSING}
 def notify_slack_on_status_change(sender, refund, from_status, to_status, actor=None, **kwargs):
     if to_status not in _NOTIFY or not settings.SLACK_WEBHOOK_URL:
         return
-    from refunds.services import enqueue_on_commit
-    from refunds.tasks import refund_notify_slack_task
-
-    enqueue_on_commit(refund_notify_slack_task, refund.pk, from_status, to_status, actor.pk if actor else None)
+    enqueue_on_commit("refund_notify_slack_task", refund.pk, from_status, to_status, actor.pk if actor else None)

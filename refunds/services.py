@@ -34,6 +34,7 @@ from refunds.models import (
     WebhookEvent,
 )
 from refunds.money import Money
+from refunds.publish import enqueue_on_commit
 from refunds.providers import UnknownProvider, get_provider, provider_names
 from refunds.providers.base import (
     LineItem,
@@ -112,19 +113,6 @@ def refund_transition(
             sender=RefundRequest, refund=refund, from_status=from_status, to_status=to_status, actor=actor
         )
     return refund
-
-
-def enqueue_on_commit(task, *args) -> None:
-    """Publish after commit; a broker outage is logged, never raised: the database says what is
-    due and the dispatcher re-enqueues it."""
-
-    def publish():
-        try:
-            task.apply_async(args=args, retry=False)
-        except Exception:  # noqa: BLE001 - any broker failure; the sweeper recovers
-            logger.warning("could not enqueue %s%r; the dispatcher will pick it up", task.name, args, exc_info=True)
-
-    transaction.on_commit(publish, robust=True)
 
 
 # --- intake -------------------------------------------------------------------------------
@@ -422,9 +410,7 @@ def refund_mark_approved(*, refund_id: int, actor=None, message: str = "") -> Re
 
 
 def _enqueue_submit(refund_id: int) -> None:
-    from refunds.tasks import refund_submit_task
-
-    enqueue_on_commit(refund_submit_task, refund_id)
+    enqueue_on_commit("refund_submit_task", refund_id)
 
 
 # --- execution ----------------------------------------------------------------------------
@@ -792,8 +778,6 @@ def refunds_dispatch_due(*, limit: int = 500) -> dict[str, list[int]]:
     """Find refunds the database says are due and hand each to one task: approved but never
     submitted (a lost message), submitted without an answer (a crashed worker), or processing
     and due for a status poll. Rows locked by another dispatcher are skipped."""
-    from refunds.tasks import refund_submit_task, refund_sync_status_task
-
     now = timezone.now()
     give_up_before = now - timedelta(seconds=settings.REFUND_POLL_GIVE_UP_SECONDS)
     dispatched: dict[str, list[int]] = {"submit": [], "sync": [], "flagged": [], "events": []}
@@ -813,12 +797,12 @@ def refunds_dispatch_due(*, limit: int = 500) -> dict[str, list[int]]:
                 refund.poll_count += 1
                 refund.save(update_fields=["next_action_at", "poll_count"])
                 dispatched["sync"].append(refund.pk)
-                enqueue_on_commit(refund_sync_status_task, refund.pk)
+                enqueue_on_commit("refund_sync_status_task", refund.pk)
             else:
                 refund.next_action_at = now + timedelta(seconds=settings.REFUND_SUBMIT_LEASE_SECONDS)
                 refund.save(update_fields=["next_action_at"])
                 dispatched["submit"].append(refund.pk)
-                enqueue_on_commit(refund_submit_task, refund.pk)
+                enqueue_on_commit("refund_submit_task", refund.pk)
     dispatched["events"] = _dispatch_stale_events(now=now, limit=limit)
     for refund_id in dispatched["flagged"]:
         refund_flag_for_attention(
@@ -830,8 +814,6 @@ def refunds_dispatch_due(*, limit: int = 500) -> dict[str, list[int]]:
 def _dispatch_stale_events(*, now, limit: int) -> list[int]:
     """Webhook events stored but not processed a while after they arrived (a lost message or a
     failed attempt) are offered again, up to a bound."""
-    from refunds.tasks import webhook_event_process_task
-
     stale = list(
         WebhookEvent.objects.filter(
             processed_at__isnull=True,
@@ -842,5 +824,5 @@ def _dispatch_stale_events(*, now, limit: int) -> list[int]:
         .values_list("pk", flat=True)[:limit]
     )
     for event_pk in stale:
-        enqueue_on_commit(webhook_event_process_task, event_pk)
+        enqueue_on_commit("webhook_event_process_task", event_pk)
     return stale
