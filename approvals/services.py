@@ -7,7 +7,8 @@ from approvals.policy import UNLIMITED, approver_limit, auto_approve_threshold
 from refunds import errors
 from refunds.models import RefundLog, RefundRequest, RefundStatus
 from refunds.money import format_minor
-from refunds.services import refund_log_append, refund_mark_approved, refund_transition
+from refunds.services.execution import refund_mark_approved
+from refunds.services.transitions import refund_log_append, refund_transition
 
 
 def _check_decider(*, refund: RefundRequest, approver) -> None:

@@ -7,7 +7,8 @@ from django.utils.html import format_html
 
 from approvals import services as approval_services
 from approvals.models import Approval
-from refunds import errors, services
+from refunds import errors
+from refunds.services import execution
 from refunds.admin_scale import CappedCountPaginator, loose_distinct_filter
 from refunds.models import ApiToken, Payment, ReasonCode, RefundLog, RefundRequest, RefundStatus, WebhookEvent
 from refunds.money import format_minor
@@ -120,12 +121,12 @@ reject_action = _named_action(
 )
 retry_action = _named_action(
     "retry_selected", "Retry selected refunds (needs attention)", "retry", title="Retry refunds", verb="Retry",
-    service=lambda refund, user, comment: services.refund_retry(refund_id=refund.pk, actor=user),
+    service=lambda refund, user, comment: execution.refund_retry(refund_id=refund.pk, actor=user),
 )
 cancel_action = _named_action(
     "cancel_selected", "Cancel selected refunds (not yet sent)", "retry", title="Cancel refunds", verb="Cancel",
     comment_required=True,
-    service=lambda refund, user, comment: services.refund_cancel(refund_id=refund.pk, actor=user, comment=comment),
+    service=lambda refund, user, comment: execution.refund_cancel(refund_id=refund.pk, actor=user, comment=comment),
 )
 
 

@@ -13,7 +13,8 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from approvals import services as approval_services
-from refunds import errors, services
+from refunds import errors
+from refunds.services import intake
 from refunds.models import RefundRequest, RefundStatus
 from refunds.selectors import refund_visible_to, refund_with_approvals
 from refunds.validation import check_printable, parse_refund_request
@@ -145,7 +146,7 @@ class RefundListCreate(ListAPIView):
         if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
             return Response(error_body("payload_too_large", "The request body is too large."), status=413)
         fields = parse_refund_request(request.data)
-        refund, created = services.refund_request_create(requested_by=request.user, **fields)
+        refund, created = intake.refund_request_create(requested_by=request.user, **fields)
         return Response(serialize_refund(_reload(refund.pk)), status=201 if created else 200)
 
 

@@ -158,6 +158,11 @@ class RefundRequest(models.Model):
     # When the dispatcher should next look at this refund (submit, resume or poll).
     next_action_at = models.DateTimeField(null=True, blank=True)
     poll_count = models.PositiveIntegerField(default=0)
+    # Create calls that may have reached the provider and whose outcome nobody has heard yet,
+    # since a person last checked at the provider (outcome_checked_at). Above one, a provider
+    # without idempotent creates may already have refunded: look before asking again.
+    unconfirmed_calls = models.PositiveSmallIntegerField(default=0)
+    outcome_checked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -186,6 +191,9 @@ class RefundRequest(models.Model):
             models.Index(fields=["created_at"], name="refund_created_idx"),
             models.Index(fields=["resolved_at"], name="refund_resolved_idx"),
             models.Index(fields=["product", "created_at"], name="refund_product_idx"),
+            models.Index(
+                fields=["unconfirmed_calls"], condition=Q(unconfirmed_calls__gt=0), name="refund_unconfirmed_idx"
+            ),
         ]
 
     def __str__(self):

@@ -5,7 +5,8 @@ import logging
 import requests
 from celery import shared_task
 
-from refunds import notifications, provider_events, services
+from refunds import notifications
+from refunds.services import dispatch, execution, webhooks
 from refunds.models import RefundRequest
 from refunds.providers.base import TransientProviderError
 
@@ -15,7 +16,7 @@ logger = logging.getLogger(__name__)
 @shared_task(bind=True, acks_late=True, max_retries=None)
 def refund_submit_task(self, refund_id: int):
     try:
-        services.refund_submit(refund_id=refund_id)
+        execution.refund_submit(refund_id=refund_id)
     except RefundRequest.DoesNotExist:
         logger.warning("refund %s vanished before submission", refund_id)
     except TransientProviderError as error:
@@ -26,12 +27,12 @@ def refund_submit_task(self, refund_id: int):
 
 @shared_task(acks_late=True)
 def refund_sync_status_task(refund_id: int):
-    services.refund_sync_status(refund_id=refund_id)
+    execution.refund_sync_status(refund_id=refund_id)
 
 
 @shared_task
 def refund_dispatch_due_task():
-    dispatched = services.refunds_dispatch_due()
+    dispatched = dispatch.refunds_dispatch_due()
     if any(dispatched.values()):
         logger.info("dispatched %s", {k: len(v) for k, v in dispatched.items()})
 
@@ -51,7 +52,7 @@ def refund_notify_slack_task(refund_id: int, from_status: str, to_status: str, a
 @shared_task(acks_late=True)
 def webhook_event_process_task(event_pk: int):
     # A failure leaves the event unprocessed; the dispatcher offers it again.
-    provider_events.webhook_event_process(event_pk=event_pk)
+    webhooks.webhook_event_process(event_pk=event_pk)
 
 
 @shared_task(

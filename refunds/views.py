@@ -8,10 +8,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from refunds import errors, services
+from refunds import errors
+from refunds.services import intake, payments
 from refunds.forms import PaymentLookupForm, RefundForm
 from refunds.money import Money, format_minor
-from refunds.provider_events import webhook_event_receive
+from refunds.services.webhooks import webhook_event_receive
 from refunds.providers import provider_class
 from refunds.selectors import refund_visible_to, refund_with_approvals
 
@@ -57,7 +58,7 @@ def refund_new(request):
     lookup = PaymentLookupForm(request.POST or request.GET or None)
     if lookup.is_bound and lookup.is_valid():
         try:
-            preview = services.payment_preview(**lookup.cleaned_data)
+            preview = payments.payment_preview(**lookup.cleaned_data)
         except errors.RefundError as error:
             lookup.add_error("connector_transaction_id" if error.field else None, error.message)
     if preview is not None:
@@ -94,7 +95,7 @@ def _file(request, form, preview):
     data = form.cleaned_data
     amount = Money(data["amount_minor"], preview.amount.currency) if data["amount_minor"] else None
     try:
-        refund, _ = services.refund_request_create(
+        refund, _ = intake.refund_request_create(
             merchant_refund_id=data["merchant_refund_id"],
             provider=data["provider"],
             connector_transaction_id=data["connector_transaction_id"],

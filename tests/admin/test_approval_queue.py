@@ -80,7 +80,7 @@ def test_counts_stop_at_the_cap_and_filters_list_values_present(client, manager,
 
 
 def test_queue_shows_the_customers_earlier_refunds(client, manager, agent, stripe_sandbox):
-    from refunds import services
+    from refunds.services import intake
     from refunds.money import Money
 
     stripe = stripe_sandbox.client()
@@ -93,7 +93,7 @@ def test_queue_shows_the_customers_earlier_refunds(client, manager, agent, strip
         }).id
 
     for i, amount in enumerate((3_000, 4_000, 90_000)):
-        services.refund_request_create(
+        intake.refund_request_create(
             merchant_refund_id=f"cust-{i}", provider="stripe", connector_transaction_id=paid(amount),
             amount=Money(amount, "USD"), reason="", metadata={}, product="", requested_by=agent,
         )

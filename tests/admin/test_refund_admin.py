@@ -80,9 +80,9 @@ def test_reject_action_needs_a_reason_and_reports_per_row(client, manager):
 
 def test_change_page_shows_the_timeline_read_only(client, manager):
     refund = RefundFactory()
-    from refunds import services
+    from refunds.services import transitions
 
-    services.refund_transition(refund_id=refund.pk, to_status=RefundStatus.CANCELED, actor=manager, message="dup")
+    transitions.refund_transition(refund_id=refund.pk, to_status=RefundStatus.CANCELED, actor=manager, message="dup")
     client.force_login(manager)
 
     page = client.get(reverse("admin:refunds_refundrequest_change", args=[refund.pk]))

@@ -73,12 +73,12 @@ def test_a_lost_message_is_recovered_by_the_dispatcher(live_worker, agent, strip
     """A refund approved while the broker was unreachable: the database says it is due."""
     from django.db import transaction
 
-    from refunds import services
+    from refunds.services import intake
     from refunds.money import Money
 
     pi = stripe_sandbox.create_payment(10_000)
     with transaction.atomic():
-        refund, _ = services.refund_request_create(
+        refund, _ = intake.refund_request_create(
             merchant_refund_id="int-lost", provider="stripe", connector_transaction_id=pi,
             amount=Money(700, "USD"), reason="", metadata={}, product="", requested_by=agent,
         )

@@ -262,7 +262,7 @@ def test_authentication_and_roles(api, agent, accountant):
 
 
 def test_reason_codes_are_checked_kept_and_told_to_stripe(api, agent, stripe_sandbox):
-    from refunds import services
+    from refunds.services import execution
 
     pi = stripe_sandbox.create_payment(10_000)
     client = api(agent)
@@ -271,7 +271,7 @@ def test_reason_codes_are_checked_kept_and_told_to_stripe(api, agent, stripe_san
 
     assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "unknown_reason_code"
     assert filed.status_code == 201 and filed.json()["reason_code"] == "duplicate_charge"
-    services.refund_submit(refund_id=RefundRequest.objects.get(merchant_refund_id="rc-1").pk)
+    execution.refund_submit(refund_id=RefundRequest.objects.get(merchant_refund_id="rc-1").pk)
     [at_stripe] = stripe_sandbox.client().v1.refunds.list(params={"payment_intent": pi}).data
     assert at_stripe.reason == "duplicate"  # Stripe's own reason for the code
     assert at_stripe.metadata["reason_note"] == "Customer returned the item"

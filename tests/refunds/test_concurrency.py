@@ -8,7 +8,8 @@ import pytest
 from django.db import connection
 
 from approvals.services import refund_approve
-from refunds import errors, services
+from refunds import errors
+from refunds.services import intake, payments
 from refunds.models import RefundRequest, RefundStatus
 from refunds.money import Money
 from tests import factories
@@ -34,7 +35,7 @@ def test_concurrent_partial_refunds_never_exceed_the_payment(stripe_sandbox, mon
     settings.PROVIDER_RATE_LIMITS = {}
     agent = factories.agent(username="agent")
     pi = stripe_sandbox.create_payment(10_000)
-    remaining = services.payment_refundable_remaining
+    remaining = payments.payment_refundable_remaining
 
     def slow_remaining(**kwargs):
         # Widen the window between reading the remainder and inserting the refund, so that
@@ -43,11 +44,11 @@ def test_concurrent_partial_refunds_never_exceed_the_payment(stripe_sandbox, mon
         time.sleep(0.05)
         return value
 
-    monkeypatch.setattr(services, "payment_refundable_remaining", slow_remaining)
+    monkeypatch.setattr(payments, "payment_refundable_remaining", slow_remaining)
 
     @in_thread
     def file(i):
-        return services.refund_request_create(
+        return intake.refund_request_create(
             merchant_refund_id=f"race-{i}", provider="stripe", connector_transaction_id=pi,
             amount=Money(3_000, "USD"), reason="", metadata={}, product="", requested_by=agent,
         )
@@ -88,6 +89,6 @@ def test_remainder_counts_refunds_sent_since_the_provider_was_asked():
     factories.RefundFactory(payment=payment, amount_minor=1_000, status=RefundStatus.APPROVED)
     factories.RefundFactory(payment=payment, amount_minor=2_000, status=RefundStatus.FAILED, connector_refund_id="re_b")
 
-    assert services.payment_refundable_remaining(payment=payment) == 3_000
+    assert payments.payment_refundable_remaining(payment=payment) == 3_000
     payment.amount_refunded_minor = 8_000  # fresh: ours (6000) and 2000 refunded in the dashboard
-    assert services.payment_refundable_remaining(payment=payment) == 1_000
+    assert payments.payment_refundable_remaining(payment=payment) == 1_000

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from refunds import services
+from refunds.services import execution, intake
 from refunds.models import RefundLog, RefundRequest, RefundStatus
 from refunds.money import Money
 from refunds.providers.base import RefundResult, ProviderRefundStatus, TransientProviderError
@@ -22,7 +22,7 @@ def file_refund(agent, stripe_sandbox):
 
     def make(amount=2000, *, payment_amount=10_000, behavior=None, merchant_refund_id=None):
         pi = stripe_sandbox.create_payment(payment_amount, behavior=behavior)
-        refund, _ = services.refund_request_create(
+        refund, _ = intake.refund_request_create(
             merchant_refund_id=merchant_refund_id or f"ex-{pi}",
             provider="stripe",
             connector_transaction_id=pi,
@@ -44,7 +44,7 @@ def provider_refunds(stripe_sandbox, refund):
 def test_submit_refunds_once_at_stripe_and_records_success(file_refund, stripe_sandbox):
     refund = file_refund(2000)
 
-    services.refund_submit(refund_id=refund.pk)
+    execution.refund_submit(refund_id=refund.pk)
 
     refund.refresh_from_db()
     assert refund.status == RefundStatus.SUCCEEDED
@@ -64,7 +64,7 @@ def test_submitting_again_never_refunds_twice(file_refund, stripe_sandbox):
     refund = file_refund(2000)
 
     for _ in range(5):
-        services.refund_submit(refund_id=refund.pk)
+        execution.refund_submit(refund_id=refund.pk)
 
     assert len(provider_refunds(stripe_sandbox, refund)) == 1
 
@@ -75,14 +75,14 @@ def test_lost_response_is_recovered_by_the_idempotency_key(file_refund, stripe_s
     stripe_sandbox.set_faults(status=500, count=1, path_prefix="/v1/refunds", methods=["POST"], after=True)
 
     with pytest.raises(TransientProviderError) as raised:
-        services.refund_submit(refund_id=refund.pk)
+        execution.refund_submit(refund_id=refund.pk)
     assert raised.value.retry_in > 0
     refund.refresh_from_db()
     assert refund.status == RefundStatus.PROCESSING and not refund.connector_refund_id
     assert len(provider_refunds(stripe_sandbox, refund)) == 1
 
     RefundRequest.objects.filter(pk=refund.pk).update(next_action_at=None)  # the retry's time has come
-    services.refund_submit(refund_id=refund.pk)
+    execution.refund_submit(refund_id=refund.pk)
 
     refund.refresh_from_db()
     assert refund.status == RefundStatus.SUCCEEDED
@@ -98,12 +98,12 @@ def test_a_call_in_flight_keeps_a_second_worker_out(file_refund, stripe_sandbox,
     RefundRequest.objects.filter(pk=refund.pk).update(status=RefundStatus.PROCESSING, call_started_at=now)
 
     before = stripe_sandbox.stats()["requests"]
-    assert services.refund_submit(refund_id=refund.pk) is None
+    assert execution.refund_submit(refund_id=refund.pk) is None
     assert stripe_sandbox.stats()["requests"] == before
 
     expired = now - timedelta(seconds=settings.REFUND_SUBMIT_LEASE_SECONDS + 1)
     RefundRequest.objects.filter(pk=refund.pk).update(call_started_at=expired)
-    services.refund_submit(refund_id=refund.pk)
+    execution.refund_submit(refund_id=refund.pk)
     refund.refresh_from_db()
     assert refund.status == RefundStatus.SUCCEEDED and refund.call_started_at is None
     assert len(provider_refunds(stripe_sandbox, refund)) == 1
@@ -116,9 +116,9 @@ def test_transient_errors_are_retried_then_flagged_for_a_person(file_refund, str
 
     for _ in range(2):
         with pytest.raises(TransientProviderError):
-            services.refund_submit(refund_id=refund.pk)
+            execution.refund_submit(refund_id=refund.pk)
         RefundRequest.objects.filter(pk=refund.pk).update(next_action_at=None)
-    services.refund_submit(refund_id=refund.pk)
+    execution.refund_submit(refund_id=refund.pk)
 
     refund.refresh_from_db()
     assert refund.status == RefundStatus.NEEDS_ATTENTION
@@ -135,12 +135,12 @@ def test_manual_retry_after_attention_completes_with_one_refund(
     settings.REFUND_SUBMIT_MAX_ATTEMPTS = 1
     refund = file_refund(2000)
     stripe_sandbox.set_faults(status=502, count=1, path_prefix="/v1/refunds", methods=["POST"])
-    services.refund_submit(refund_id=refund.pk)
+    execution.refund_submit(refund_id=refund.pk)
     refund.refresh_from_db()
     assert refund.status == RefundStatus.NEEDS_ATTENTION
 
-    services.refund_retry(refund_id=refund.pk, actor=manager)
-    services.refund_submit(refund_id=refund.pk)
+    execution.refund_retry(refund_id=refund.pk, actor=manager)
+    execution.refund_submit(refund_id=refund.pk)
 
     refund.refresh_from_db()
     assert refund.status == RefundStatus.SUCCEEDED and refund.error_code == ""
@@ -152,7 +152,7 @@ def test_permanent_refusal_fails_with_stripes_code(file_refund, stripe_sandbox):
     # Someone refunded most of the payment in the Stripe dashboard after intake.
     stripe_sandbox.client().v1.refunds.create(params={"payment_intent": refund.connector_transaction_id, "amount": 2500})
 
-    services.refund_submit(refund_id=refund.pk)
+    execution.refund_submit(refund_id=refund.pk)
 
     refund.refresh_from_db()
     assert refund.status == RefundStatus.FAILED
@@ -162,28 +162,28 @@ def test_permanent_refusal_fails_with_stripes_code(file_refund, stripe_sandbox):
 
 def test_pending_refund_is_polled_until_it_succeeds(file_refund, stripe_sandbox):
     refund = file_refund(2000, behavior="stay_pending")
-    services.refund_submit(refund_id=refund.pk)
+    execution.refund_submit(refund_id=refund.pk)
     refund.refresh_from_db()
     assert (refund.status, refund.provider_status) == (RefundStatus.PROCESSING, "pending")
     assert refund.next_action_at is not None
 
-    services.refund_sync_status(refund_id=refund.pk)
+    execution.refund_sync_status(refund_id=refund.pk)
     refund.refresh_from_db()
     assert refund.status == RefundStatus.PROCESSING
 
     stripe_sandbox.settle(refund.connector_refund_id, "succeeded")
-    services.refund_sync_status(refund_id=refund.pk)
+    execution.refund_sync_status(refund_id=refund.pk)
     refund.refresh_from_db()
     assert refund.status == RefundStatus.SUCCEEDED and refund.resolved_at
 
 
 def test_pending_refund_that_fails_at_the_provider(file_refund, stripe_sandbox):
     refund = file_refund(2000, behavior="stay_pending")
-    services.refund_submit(refund_id=refund.pk)
+    execution.refund_submit(refund_id=refund.pk)
     refund.refresh_from_db()
 
     stripe_sandbox.settle(refund.connector_refund_id, "failed")
-    services.refund_sync_status(refund_id=refund.pk)
+    execution.refund_sync_status(refund_id=refund.pk)
 
     refund.refresh_from_db()
     assert refund.status == RefundStatus.FAILED
@@ -192,11 +192,11 @@ def test_pending_refund_that_fails_at_the_provider(file_refund, stripe_sandbox):
 
 def test_a_final_refund_never_moves_back(file_refund):
     refund = file_refund(2000)
-    services.refund_submit(refund_id=refund.pk)
+    execution.refund_submit(refund_id=refund.pk)
     refund.refresh_from_db()
 
     stale = RefundResult(refund.connector_refund_id, ProviderRefundStatus.PENDING, Money(2000, "USD"))
-    services.refund_record_provider_result(refund_id=refund.pk, result=stale)
+    execution.refund_record_provider_result(refund_id=refund.pk, result=stale)
 
     refund.refresh_from_db()
     assert refund.status == RefundStatus.SUCCEEDED
@@ -206,14 +206,14 @@ def test_a_final_refund_never_moves_back(file_refund):
 def test_unverified_refund_is_checked_before_execution(agent, stripe_sandbox, stripe_sandbox_clean):
     pi = stripe_sandbox.create_payment(3000)
     stripe_sandbox.set_faults(status=503, count=3, path_prefix="/v1/payment_intents", methods=["GET"])
-    refund, _ = services.refund_request_create(
+    refund, _ = intake.refund_request_create(
         merchant_refund_id="unverified", provider="stripe", connector_transaction_id=pi,
         amount=Money(4000, "USD"), reason="", metadata={}, product="", requested_by=agent,
     )
     stripe_sandbox.clear_faults()
     assert refund.status == RefundStatus.APPROVED and not refund.payment_verified
 
-    services.refund_submit(refund_id=refund.pk)
+    execution.refund_submit(refund_id=refund.pk)
 
     refund.refresh_from_db()
     assert refund.status == RefundStatus.FAILED

@@ -3,7 +3,7 @@
 import pytest
 import requests
 
-from refunds import services
+from refunds.services import transitions
 from refunds.models import RefundStatus
 from refunds.tasks import refund_notify_slack_task
 from tests.factories import RefundFactory
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 def test_status_change_sends_a_readable_block_kit_message(slack, agent, manager, django_capture_on_commit_callbacks):
     refund = RefundFactory(requested_by=agent, amount_minor=12345, product="Blue mug", reason="Arrived broken")
     with django_capture_on_commit_callbacks() as callbacks:
-        services.refund_transition(refund_id=refund.pk, to_status=RefundStatus.REJECTED, actor=manager)
+        transitions.refund_transition(refund_id=refund.pk, to_status=RefundStatus.REJECTED, actor=manager)
     assert len(callbacks) == 1
 
     refund_notify_slack_task.apply(args=(refund.pk, "pending_approval", "rejected", manager.pk)).get()
@@ -33,7 +33,7 @@ def test_slack_down_does_not_block_or_fail_the_refund(slack, agent, django_captu
     refund = RefundFactory(requested_by=agent)
 
     with django_capture_on_commit_callbacks(execute=False):
-        services.refund_transition(refund_id=refund.pk, to_status=RefundStatus.CANCELED)
+        transitions.refund_transition(refund_id=refund.pk, to_status=RefundStatus.CANCELED)
     result = refund_notify_slack_task.apply(args=(refund.pk, "pending_approval", "canceled", None))
 
     refund.refresh_from_db()
@@ -45,5 +45,5 @@ def test_slack_down_does_not_block_or_fail_the_refund(slack, agent, django_captu
 def test_no_slack_configured_means_no_notification_work(agent, django_capture_on_commit_callbacks):
     refund = RefundFactory(requested_by=agent)
     with django_capture_on_commit_callbacks() as callbacks:
-        services.refund_transition(refund_id=refund.pk, to_status=RefundStatus.CANCELED)
+        transitions.refund_transition(refund_id=refund.pk, to_status=RefundStatus.CANCELED)
     assert callbacks == []

@@ -9,7 +9,7 @@ import stripe
 from django.db import connection, transaction
 from django.db.utils import DatabaseError
 
-from refunds import services
+from refunds.services import execution, intake, transitions
 from refunds.models import RefundLog, RefundRequest, RefundStatus
 from refunds.money import Money
 from refunds.providers.stripe import translate_error
@@ -51,7 +51,7 @@ def test_a_fully_booked_rate_holds_back_without_calling(settings):
 def test_provider_429s_wait_as_told_and_cost_no_attempt(agent, stripe_sandbox, stripe_sandbox_clean, settings):
     settings.REFUND_SUBMIT_MAX_ATTEMPTS = 2
     pi = stripe_sandbox.create_payment(10_000)
-    refund, _ = services.refund_request_create(
+    refund, _ = intake.refund_request_create(
         merchant_refund_id="throttled", provider="stripe", connector_transaction_id=pi,
         amount=Money(1000, "USD"), reason="", metadata={}, product="", requested_by=agent,
     )
@@ -59,10 +59,10 @@ def test_provider_429s_wait_as_told_and_cost_no_attempt(agent, stripe_sandbox, s
 
     for _ in range(5):
         with pytest.raises(Exception) as raised:
-            services.refund_submit(refund_id=refund.pk)
+            execution.refund_submit(refund_id=refund.pk)
         assert raised.value.code == "rate_limit" and 1 <= raised.value.retry_in <= 1.5
         RefundRequest.objects.filter(pk=refund.pk).update(next_action_at=None)
-    services.refund_submit(refund_id=refund.pk)
+    execution.refund_submit(refund_id=refund.pk)
 
     refund.refresh_from_db()
     assert refund.status == RefundStatus.SUCCEEDED  # five 429s, yet not flagged with a budget of 2
@@ -93,7 +93,7 @@ def test_translated_errors_and_log_lines_hide_secrets(caplog):
 @pytest.mark.django_db
 def test_refund_log_stored_messages_are_redacted():
     refund = RefundFactory()
-    log = services.refund_log_append(refund=refund, event=RefundLog.Event.NOTE, message="key sk_test_abcdef123456")
+    log = transitions.refund_log_append(refund=refund, event=RefundLog.Event.NOTE, message="key sk_test_abcdef123456")
     assert RefundLog.objects.get(pk=log.pk).message == "key [redacted]"
 
 
@@ -101,7 +101,7 @@ def test_refund_log_stored_messages_are_redacted():
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="the trigger lives in PostgreSQL")
 def test_postgres_refuses_to_change_or_delete_log_rows():
     refund = RefundFactory()
-    log = services.refund_log_append(refund=refund, event=RefundLog.Event.NOTE, message="kept")
+    log = transitions.refund_log_append(refund=refund, event=RefundLog.Event.NOTE, message="kept")
     for sql in ("UPDATE refunds_refundlog SET message = 'x' WHERE id = %s", "DELETE FROM refunds_refundlog WHERE id = %s"):
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
             with connection.cursor() as cursor:
@@ -126,7 +126,7 @@ def test_a_refund_whose_provider_was_switched_off_waits_for_a_person(settings):
     refund = RefundFactory(status=RefundStatus.APPROVED)
     settings.REFUND_PROVIDERS = ["robokassa"]
 
-    services.refund_submit(refund_id=refund.pk)
+    execution.refund_submit(refund_id=refund.pk)
 
     refund.refresh_from_db()
     assert (refund.status, refund.error_code) == (RefundStatus.NEEDS_ATTENTION, "provider_disabled")

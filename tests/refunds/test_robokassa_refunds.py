@@ -5,7 +5,7 @@ when an answer is lost."""
 
 import pytest
 
-from refunds import services
+from refunds.services import execution
 from refunds.models import RefundRequest, RefundStatus
 
 pytestmark = pytest.mark.django_db
@@ -38,18 +38,18 @@ def test_refund_by_items_is_filed_executed_and_followed_to_success(api, agent, r
     assert (filed["status"], filed["product"]) == ("approved", "Tea set")
     refund = RefundRequest.objects.get(merchant_refund_id=filed["merchant_refund_id"])
 
-    services.refund_submit(refund_id=refund.pk)
+    execution.refund_submit(refund_id=refund.pk)
     refund.refresh_from_db()
     assert (refund.status, refund.provider_status) == (RefundStatus.PROCESSING, "pending")
     [request_id] = at_robokassa(robokassa_sandbox, invoice_id)
     assert refund.connector_refund_id == request_id
 
-    services.refund_sync_status(refund_id=refund.pk)
+    execution.refund_sync_status(refund_id=refund.pk)
     refund.refresh_from_db()
     assert refund.status == RefundStatus.PROCESSING
 
     robokassa_sandbox.settle(request_id, "finished")
-    services.refund_sync_status(refund_id=refund.pk)
+    execution.refund_sync_status(refund_id=refund.pk)
     refund.refresh_from_db()
     assert refund.status == RefundStatus.SUCCEEDED and refund.resolved_at
     assert api(agent).get(f"/api/refunds/{refund.merchant_refund_id}/").json()["status"] == "succeeded"
@@ -59,11 +59,11 @@ def test_canceled_at_robokassa(api, agent, robokassa_sandbox):
     invoice_id = robokassa_sandbox.create_payment(10_000, behavior="stay")
     api(agent).post("/api/refunds/", body(invoice_id, amount={"minor_amount": 1_000, "currency": "RUB"}), format="json")
     refund = RefundRequest.objects.get(connector_transaction_id=invoice_id)
-    services.refund_submit(refund_id=refund.pk)
+    execution.refund_submit(refund_id=refund.pk)
     refund.refresh_from_db()
 
     robokassa_sandbox.settle(refund.connector_refund_id, "canceled")
-    services.refund_sync_status(refund_id=refund.pk)
+    execution.refund_sync_status(refund_id=refund.pk)
 
     refund.refresh_from_db()
     assert refund.status == RefundStatus.CANCELED
@@ -74,8 +74,8 @@ def lose_the_answer_to_the_first_create(api, agent, robokassa_sandbox, invoice_i
     refund = RefundRequest.objects.get(merchant_refund_id=f"rk-{invoice_id}")
     # Robokassa refunds, then the answer is lost (a 500 after the work).
     robokassa_sandbox.set_faults(500, path_prefix="/RefundService/Refund/Create", after=True)
-    with pytest.raises(services.TransientProviderError):
-        services.refund_submit(refund_id=refund.pk)
+    with pytest.raises(execution.TransientProviderError):
+        execution.refund_submit(refund_id=refund.pk)
     refund.refresh_from_db()
     assert refund.status == RefundStatus.PROCESSING and not refund.connector_refund_id
     assert len(at_robokassa(robokassa_sandbox, invoice_id)) == 1 + RefundRequest.objects.exclude(pk=refund.pk).count()
@@ -88,7 +88,7 @@ def test_a_lost_answer_is_never_refunded_twice_a_person_decides(api, agent, robo
     invoice_id = robokassa_sandbox.create_payment(10_000, behavior="stay")
     refund = lose_the_answer_to_the_first_create(api, agent, robokassa_sandbox, invoice_id)
 
-    services.refund_submit(refund_id=refund.pk)  # the retry: Robokassa cannot list refunds
+    execution.refund_submit(refund_id=refund.pk)  # the retry: Robokassa cannot list refunds
 
     refund.refresh_from_db()
     assert (refund.status, refund.error_code) == (RefundStatus.NEEDS_ATTENTION, "unknown_outcome")
@@ -103,15 +103,15 @@ def test_a_person_who_found_no_refund_at_robokassa_sends_it_once_more(api, agent
                     format="json")
     refund = RefundRequest.objects.get(connector_transaction_id=invoice_id)
     robokassa_sandbox.set_faults(500, path_prefix="/RefundService/Refund/Create")  # refused before any work
-    with pytest.raises(services.TransientProviderError):
-        services.refund_submit(refund_id=refund.pk)
+    with pytest.raises(execution.TransientProviderError):
+        execution.refund_submit(refund_id=refund.pk)
     RefundRequest.objects.filter(pk=refund.pk).update(next_action_at=None)
-    services.refund_submit(refund_id=refund.pk)  # unknown outcome: a person checks the cabinet
+    execution.refund_submit(refund_id=refund.pk)  # unknown outcome: a person checks the cabinet
     refund.refresh_from_db()
     assert (refund.status, at_robokassa(robokassa_sandbox, invoice_id)) == (RefundStatus.NEEDS_ATTENTION, [])
 
-    services.refund_retry(refund_id=refund.pk, actor=manager)  # they found none: send it
-    services.refund_submit(refund_id=refund.pk)
+    execution.refund_retry(refund_id=refund.pk, actor=manager)  # they found none: send it
+    execution.refund_submit(refund_id=refund.pk)
 
     refund.refresh_from_db()
     [request_id] = at_robokassa(robokassa_sandbox, invoice_id)
@@ -125,12 +125,12 @@ def test_a_failed_lookup_before_create_is_simply_retried(api, agent, robokassa_s
                     format="json")
     refund = RefundRequest.objects.get(connector_transaction_id=invoice_id)
     robokassa_sandbox.set_faults(503, path_prefix="/Merchant/WebService")  # OpStateExt, before Create
-    with pytest.raises(services.TransientProviderError):
-        services.refund_submit(refund_id=refund.pk)
+    with pytest.raises(execution.TransientProviderError):
+        execution.refund_submit(refund_id=refund.pk)
     assert at_robokassa(robokassa_sandbox, invoice_id) == []
     RefundRequest.objects.filter(pk=refund.pk).update(next_action_at=None)
 
-    services.refund_submit(refund_id=refund.pk)
+    execution.refund_submit(refund_id=refund.pk)
 
     refund.refresh_from_db()
     [request_id] = at_robokassa(robokassa_sandbox, invoice_id)
@@ -144,9 +144,9 @@ def test_our_own_refunds_count_against_what_remains(api, agent, robokassa_sandbo
     assert first.status_code == 201, first.json()
     refund = RefundRequest.objects.get(merchant_refund_id=first.json()["merchant_refund_id"])
     RefundRequest.objects.filter(pk=refund.pk).update(status=RefundStatus.APPROVED)
-    services.refund_submit(refund_id=refund.pk)
+    execution.refund_submit(refund_id=refund.pk)
     robokassa_sandbox.settle(at_robokassa(robokassa_sandbox, invoice_id)[0], "finished")
-    services.refund_sync_status(refund_id=refund.pk)
+    execution.refund_sync_status(refund_id=refund.pk)
 
     second = api(agent).post("/api/refunds/", body(invoice_id, merchant_refund_id="rk-second",
                                                    amount={"minor_amount": 4_001, "currency": "RUB"}), format="json")

@@ -5,7 +5,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from refunds import errors, services
+from refunds import errors
+from refunds.services import dispatch, execution, transitions
 from refunds.models import ALLOWED_TRANSITIONS, FINAL_STATUSES, RefundLog, RefundStatus
 from refunds.signals import refund_status_changed
 from tests.factories import RefundFactory
@@ -18,7 +19,7 @@ def test_final_statuses_have_no_way_out(final):
     refund = RefundFactory(status=final)
     for target in RefundStatus.values:
         with pytest.raises(errors.InvalidTransition):
-            services.refund_transition(refund_id=refund.pk, to_status=target)
+            transitions.refund_transition(refund_id=refund.pk, to_status=target)
     refund.refresh_from_db()
     assert refund.status == final and not refund.logs.exists()
 
@@ -38,7 +39,7 @@ def test_transition_saves_logs_and_announces(manager):
 
     refund_status_changed.connect(listener, dispatch_uid="test-listener")
     try:
-        services.refund_transition(refund_id=refund.pk, to_status=RefundStatus.CANCELED, actor=manager, message="dup")
+        transitions.refund_transition(refund_id=refund.pk, to_status=RefundStatus.CANCELED, actor=manager, message="dup")
     finally:
         refund_status_changed.disconnect(dispatch_uid="test-listener")
 
@@ -53,7 +54,7 @@ def test_transition_saves_logs_and_announces(manager):
 
 def test_refund_log_is_append_only():
     refund = RefundFactory()
-    log = services.refund_log_append(refund=refund, event=RefundLog.Event.NOTE, message="hello")
+    log = transitions.refund_log_append(refund=refund, event=RefundLog.Event.NOTE, message="hello")
 
     log.message = "rewritten"
     with pytest.raises(TypeError):
@@ -71,11 +72,11 @@ def test_cancel_only_before_execution(agent, manager):
     waiting = RefundFactory(requested_by=agent)
     sent = RefundFactory(status=RefundStatus.PROCESSING)
 
-    services.refund_cancel(refund_id=waiting.pk, actor=agent, comment="customer changed mind")
+    execution.refund_cancel(refund_id=waiting.pk, actor=agent, comment="customer changed mind")
     with pytest.raises(errors.InvalidTransition):
-        services.refund_cancel(refund_id=sent.pk, actor=manager, comment="too late")
+        execution.refund_cancel(refund_id=sent.pk, actor=manager, comment="too late")
     with pytest.raises(errors.PermissionDenied):
-        services.refund_cancel(refund_id=RefundFactory().pk, actor=agent, comment="not mine")
+        execution.refund_cancel(refund_id=RefundFactory().pk, actor=agent, comment="not mine")
 
 
 def test_dispatcher_hands_out_due_work_once(django_capture_on_commit_callbacks, settings):
@@ -92,8 +93,8 @@ def test_dispatcher_hands_out_due_work_once(django_capture_on_commit_callbacks, 
     )
 
     with django_capture_on_commit_callbacks() as callbacks:
-        first = services.refunds_dispatch_due()
-    second = services.refunds_dispatch_due()
+        first = dispatch.refunds_dispatch_due()
+    second = dispatch.refunds_dispatch_due()
 
     assert sorted(first["submit"]) == sorted([lost.pk, crashed.pk])
     assert first["sync"] == [polling.pk] and first["flagged"] == [stuck.pk]

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from refunds import services
+from refunds.services import execution, intake
 from refunds.models import RefundOrigin, RefundRequest, RefundStatus, WebhookEvent
 from refunds.money import Money
-from refunds.provider_events import webhook_event_process
+from refunds.services.webhooks import webhook_event_process
 
 pytestmark = pytest.mark.django_db
 SECRET = "whsec_test_refundoffice"
@@ -41,11 +41,11 @@ def sandbox_events(stripe_sandbox, refund_id: str) -> list[dict]:
 
 def file_and_submit(agent, stripe_sandbox, *, behavior=None, amount=2000):
     pi = stripe_sandbox.create_payment(10_000, behavior=behavior)
-    refund, _ = services.refund_request_create(
+    refund, _ = intake.refund_request_create(
         merchant_refund_id=f"wh-{pi}", provider="stripe", connector_transaction_id=pi,
         amount=Money(amount, "USD"), reason="", metadata={}, product="", requested_by=agent,
     )
-    services.refund_submit(refund_id=refund.pk)
+    execution.refund_submit(refund_id=refund.pk)
     refund.refresh_from_db()
     return refund
 
@@ -106,7 +106,7 @@ def test_out_of_order_events_never_move_a_final_refund_back(client, agent, strip
 def test_refund_failed_after_success_is_corrected(client, agent, stripe_sandbox):
     refund = file_and_submit(agent, stripe_sandbox, behavior="stay_pending")
     stripe_sandbox.settle(refund.connector_refund_id, "succeeded")
-    services.refund_sync_status(refund_id=refund.pk)
+    execution.refund_sync_status(refund_id=refund.pk)
     refund.refresh_from_db()
     assert refund.status == RefundStatus.SUCCEEDED
 
@@ -151,13 +151,13 @@ def test_dashboard_refund_on_a_known_payment_is_recorded(client, agent, api, str
 
 def test_lost_create_answer_is_matched_by_merchant_refund_id(client, agent, stripe_sandbox, stripe_sandbox_clean):
     pi = stripe_sandbox.create_payment(10_000)
-    refund, _ = services.refund_request_create(
+    refund, _ = intake.refund_request_create(
         merchant_refund_id="lost-answer", provider="stripe", connector_transaction_id=pi,
         amount=Money(1500, "USD"), reason="", metadata={}, product="", requested_by=agent,
     )
     stripe_sandbox.set_faults(status=500, count=1, path_prefix="/v1/refunds", methods=["POST"], after=True)
     with pytest.raises(Exception):
-        services.refund_submit(refund_id=refund.pk)
+        execution.refund_submit(refund_id=refund.pk)
     [at_stripe] = stripe_sandbox.client().v1.refunds.list(params={"payment_intent": pi}).data
     event = next(e for e in sandbox_events(stripe_sandbox, at_stripe.id) if e["type"] == "refund.created")
 

@@ -18,7 +18,7 @@ from refunds.money import Money
 from refunds.providers import provider_names
 from refunds.providers.base import LineItem
 from refunds.roles import ACCOUNTANTS, FINANCE_MANAGERS, SUPPORT_AGENTS
-from refunds.services import refund_request_create
+from refunds.services.intake import refund_request_create
 
 DEMO_PASSWORD = "refundoffice-demo"
 DEMO_USERS = [

@@ -26,12 +26,9 @@ from refunds.providers import get_provider
 from refunds.providers.base import ProviderRefundStatus, RefundResult
 from refunds.publish import enqueue_on_commit
 from refunds.redaction import redact
-from refunds.services import (
-    payment_lock_and_refresh,
-    poll_delay,
-    refund_log_append,
-    refund_record_provider_result,
-)
+from refunds.services.execution import poll_delay, refund_record_provider_result
+from refunds.services.payments import payment_lock_and_refresh
+from refunds.services.transitions import refund_create
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +124,9 @@ def _record_external_refund(*, payment: Payment, result: RefundResult) -> None:
     now = timezone.now()
     try:
         with transaction.atomic():
-            refund = RefundRequest.objects.create(
+            refund_create(
+                announce=False,
+                message=f"{result.connector_refund_id} was made outside Refund Office ({payment.provider} reports {result.status})",
                 merchant_refund_id=f"ext-{result.connector_refund_id}"[:64],
                 provider=payment.provider,
                 connector_transaction_id=payment.connector_transaction_id,
@@ -147,12 +146,6 @@ def _record_external_refund(*, payment: Payment, result: RefundResult) -> None:
                 error_message=result.failure_message[:500],
                 resolved_at=now if status in FINAL_STATUSES else None,
                 next_action_at=None if status in FINAL_STATUSES else now + poll_delay(0),
-            )
-            refund_log_append(
-                refund=refund,
-                event=RefundLog.Event.REQUESTED,
-                to_status=status,
-                message=f"{result.connector_refund_id} was made outside Refund Office ({payment.provider} reports {result.status})",
             )
     except IntegrityError:
         pass  # another process recorded it first

@@ -1,0 +1,200 @@
+"""Filing a refund: permission, idempotent replay, the payment looked up and locked, the amount
+checked against what remains, the row created through the one door, auto-approval."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+
+from django.db import IntegrityError, transaction
+
+from approvals.policy import auto_approve_threshold
+from approvals.services import refund_auto_approve
+from refunds import errors
+from refunds.models import RefundRequest, RefundStatus
+from refunds.money import Money, format_minor
+from refunds.providers.base import LineItem, PaymentInfo, TransientProviderError
+from refunds.services.payments import (
+    payment_check_amount,
+    payment_info_fetch,
+    payment_lock_and_refresh,
+    payment_refundable_remaining,
+    provider_adapter,
+)
+from refunds.services.transitions import refund_create
+
+logger = logging.getLogger(__name__)
+
+
+def _fingerprint(**parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _request_fingerprint(*, amount: Money | None, items: list[LineItem], reason_code: str, **parts) -> str:
+    extra = {}
+    if items:  # only then, so requests filed before items existed still replay
+        extra["items"] = [item.as_dict() for item in items]
+    if reason_code:
+        extra["reason_code"] = reason_code
+    return _fingerprint(amount=amount.as_dict() if amount else None, **parts, **extra)
+
+
+def refund_request_create(
+    *,
+    merchant_refund_id: str,
+    provider: str,
+    connector_transaction_id: str,
+    amount: Money | None,
+    reason: str,
+    metadata: dict,
+    product: str,
+    requested_by,
+    items: list[LineItem] | None = None,
+    reason_code: str = "",
+) -> tuple[RefundRequest, bool]:
+    """File a refund. Returns (refund, created): a replay of the same request returns the
+    existing refund with created=False. `items` (invoice lines, for providers that take them)
+    must add up to the amount; without an amount their total is the amount."""
+    if not requested_by.has_perm("refunds.add_refundrequest"):
+        raise errors.PermissionDenied("You may not file refund requests.")
+    items = list(items or [])
+    fingerprint = _request_fingerprint(
+        provider=provider,
+        connector_transaction_id=connector_transaction_id,
+        amount=amount,
+        reason=reason,
+        metadata=metadata,
+        product=product,
+        requested_by=requested_by.pk,
+        items=items,
+        reason_code=reason_code,
+    )
+    replay = _replay(merchant_refund_id=merchant_refund_id, fingerprint=fingerprint)
+    if replay is not None:
+        return replay, False
+    adapter = provider_adapter(provider)
+    if items:
+        _check_items_supported(adapter=adapter, items=items)
+        if amount is None:
+            amount = Money(sum(item.total_minor for item in items), items[0].cost.currency)
+    info = _payment_info_or_unverified(
+        adapter=adapter, provider=provider, connector_transaction_id=connector_transaction_id, amount=amount
+    )
+    try:
+        with transaction.atomic():
+            return _refund_file(
+                merchant_refund_id=merchant_refund_id,
+                provider=provider,
+                connector_transaction_id=connector_transaction_id,
+                amount=amount,
+                info=info,
+                items=items,
+                fingerprint=fingerprint,
+                requested_by=requested_by,
+                reason=reason,
+                reason_code_id=reason_code or None,
+                metadata=metadata,
+                product=product,
+            ), True
+    except IntegrityError:
+        # Another request with this merchant_refund_id won the race: same body replays it.
+        replay = _replay(merchant_refund_id=merchant_refund_id, fingerprint=fingerprint)
+        if replay is None:
+            raise
+        return replay, False
+
+
+def _payment_info_or_unverified(*, adapter, provider: str, connector_transaction_id: str, amount) -> PaymentInfo | None:
+    """The payment as its provider knows it; None (accepted unverified) when the provider cannot
+    be reached and an amount was given."""
+    try:
+        return payment_info_fetch(
+            adapter=adapter, provider=provider, connector_transaction_id=connector_transaction_id, show_code=True
+        )
+    except TransientProviderError:
+        # Accept now; the payment is checked again before anything is executed.
+        logger.warning("payment lookup failed for %s %s; accepting unverified", provider, connector_transaction_id)
+        if amount is None:
+            raise errors.ProviderUnavailable(
+                f"{provider} cannot be reached to look up the payment's amount; give an amount or retry later.",
+                field="amount",
+            ) from None
+        return None
+
+
+def _refund_file(
+    *, provider, connector_transaction_id, amount, info, items, fingerprint, requested_by, product, **fields
+) -> RefundRequest:
+    """Inside the caller's transaction: lock the payment, settle and check the amount, create
+    the row, auto-approve at or under the threshold."""
+    payment = payment_lock_and_refresh(provider=provider, connector_transaction_id=connector_transaction_id, info=info)
+    if amount is None:
+        remaining = payment_refundable_remaining(payment=payment)
+        if not remaining or remaining <= 0:
+            raise errors.AmountExceedsRefundable("Nothing remains refundable on this payment.", field="amount")
+        amount = Money(remaining, payment.currency)
+    if items:
+        _check_items_add_up(items=items, amount=amount)
+    payment_check_amount(payment=payment, amount=amount)
+    refund = refund_create(
+        actor=requested_by,
+        message=f"Requested {format_minor(amount.minor_amount, amount.currency)} on {connector_transaction_id}",
+        data={"payment_verified": info is not None},
+        provider=provider,
+        connector_transaction_id=connector_transaction_id,
+        payment=payment,
+        amount_minor=amount.minor_amount,
+        currency=amount.currency,
+        items=[item.as_dict() for item in items],
+        product=product or payment.product,
+        requested_by=requested_by,
+        request_fingerprint=fingerprint,
+        idempotency_key=f"refundoffice-{uuid.uuid4().hex}",
+        payment_verified=info is not None,
+        status=RefundStatus.PENDING_APPROVAL,
+        **fields,
+    )
+    if amount.minor_amount <= auto_approve_threshold(amount.currency):
+        refund = refund_auto_approve(refund=refund)
+    return refund
+
+
+def _check_items_supported(*, adapter, items: list[LineItem]) -> None:
+    if not adapter.supports_items:
+        raise errors.RefundValidationError(
+            f"{adapter.name} refunds have no invoice items.", field="items", code="items_not_supported"
+        )
+    unknown_tax = next((item.tax for item in items if item.tax not in adapter.item_tax_rates), None)
+    if unknown_tax is not None:
+        raise errors.RefundValidationError(
+            f"{adapter.name} knows no tax rate {unknown_tax!r} ({', '.join(adapter.item_tax_rates)}).",
+            field="items",
+            code="invalid_tax",
+        )
+
+
+def _check_items_add_up(*, items: list[LineItem], amount: Money) -> None:
+    """Checked with the amount, once the payment is known (like the amount's own checks)."""
+    if {item.cost.currency for item in items} != {amount.currency}:
+        raise errors.RefundValidationError(
+            f"Every item's cost must be in {amount.currency}.", field="items", code="items_mismatch"
+        )
+    total = sum(item.total_minor for item in items)
+    if total != amount.minor_amount:
+        raise errors.RefundValidationError(
+            f"The items add up to {total}, not the amount {amount.minor_amount}.", field="items", code="items_mismatch"
+        )
+
+
+def _replay(*, merchant_refund_id: str, fingerprint: str) -> RefundRequest | None:
+    existing = RefundRequest.objects.filter(merchant_refund_id=merchant_refund_id).first()
+    if existing is None:
+        return None
+    if existing.request_fingerprint != fingerprint:
+        raise errors.IdempotencyConflict(
+            f"merchant_refund_id {merchant_refund_id!r} was already used for a different request.",
+            field="merchant_refund_id",
+        )
+    return existing

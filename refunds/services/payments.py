@@ -1,0 +1,154 @@
+"""Payments: the row every refund of a payment locks, and what may still be refunded.
+
+The refundable sums are written once here and shared by intake (under the lock), the
+execution check before a refund accepted unverified is sent, and the support form's preview.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import Sum
+from django.utils import timezone
+
+from refunds import errors
+from refunds.models import OPEN_STATUSES, Payment, RefundRequest, RefundStatus
+from refunds.money import Money
+from refunds.providers import UnknownProvider, get_provider
+from refunds.providers.base import PaymentInfo, PermanentProviderError, TransientProviderError
+from refunds.providers.base import TransactionNotFound as ProviderTransactionNotFound
+from refunds.ratelimit import provider_slot_acquire
+
+
+@dataclass(frozen=True)
+class RefundSums:
+    """Our own refunds of one payment, in minor units."""
+
+    not_yet_at_provider: int  # open and not sent yet
+    known_at_provider: int  # sent (open or succeeded): the provider holds them
+
+
+def payment_refund_sums(*, payment: Payment | None, exclude_refund_id: int | None = None) -> RefundSums:
+    if payment is None:
+        return RefundSums(0, 0)
+    ours = RefundRequest.objects.filter(payment=payment).exclude(pk=exclude_refund_id)
+    not_yet = (
+        ours.filter(status__in=OPEN_STATUSES, connector_refund_id="").aggregate(total=Sum("amount_minor"))["total"] or 0
+    )
+    known = (
+        ours.filter(status__in=[*OPEN_STATUSES, RefundStatus.SUCCEEDED])
+        .exclude(connector_refund_id="")
+        .aggregate(total=Sum("amount_minor"))["total"]
+        or 0
+    )
+    return RefundSums(not_yet_at_provider=not_yet, known_at_provider=known)
+
+
+def payment_refundable_remaining(*, payment: Payment, exclude_refund_id: int | None = None) -> int | None:
+    """What may still be refunded. None when the payment's amount is not known yet.
+
+    Refunds that reached the provider are in its refunded amount, but that figure was read
+    before the payment row was locked and may be stale: a worker may have sent one of ours
+    since. So the part at the provider is the larger of the provider's figure and the sum of
+    the refunds we know are there; refunds not yet sent are added on top. A provider that
+    reports no refunded sum (Robokassa) still has ours."""
+    if payment.amount_minor is None:
+        return None
+    sums = payment_refund_sums(payment=payment, exclude_refund_id=exclude_refund_id)
+    at_provider = max(payment.amount_refunded_minor, sums.known_at_provider)
+    return payment.amount_minor - at_provider - sums.not_yet_at_provider
+
+
+def payment_lock_and_refresh(*, provider: str, connector_transaction_id: str, info: PaymentInfo | None) -> Payment:
+    """Get (or create) and lock the payment row; refresh it from the provider's answer."""
+    payment, _ = Payment.objects.get_or_create(provider=provider, connector_transaction_id=connector_transaction_id)
+    payment = Payment.objects.select_for_update(of=("self",)).get(pk=payment.pk)
+    if info is not None:
+        payment.amount_minor = info.amount.minor_amount
+        payment.currency = info.amount.currency
+        payment.amount_refunded_minor = info.amount_refunded
+        payment.status = info.status
+        payment.product = info.product[:200]
+        payment.customer = info.customer[:255]
+        payment.synced_at = timezone.now()
+        payment.save(
+            update_fields=[
+                "amount_minor", "currency", "amount_refunded_minor", "status", "product", "customer", "synced_at",
+            ]
+        )
+    return payment
+
+
+def payment_check_amount(*, payment: Payment, amount: Money, exclude_refund_id: int | None = None) -> None:
+    """Raise when `amount` is in another currency or more than remains refundable."""
+    if payment.currency and payment.currency != amount.currency:
+        raise errors.CurrencyMismatch(
+            f"The payment is in {payment.currency}; the refund asks for {amount.currency}.", field="amount"
+        )
+    remaining = payment_refundable_remaining(payment=payment, exclude_refund_id=exclude_refund_id)
+    if remaining is not None and amount.minor_amount > remaining:
+        raise errors.AmountExceedsRefundable(
+            f"{amount.minor_amount} exceeds what remains refundable on the payment ({max(remaining, 0)}).",
+            field="amount",
+        )
+
+
+def provider_adapter(provider: str):
+    """The enabled adapter named `provider`, or the API's unknown_provider error."""
+    try:
+        return get_provider(provider)
+    except UnknownProvider:
+        raise errors.RefundValidationError(
+            f"Unknown provider {provider!r}.", field="provider", code="unknown_provider"
+        ) from None
+
+
+def payment_info_fetch(*, adapter, provider: str, connector_transaction_id: str, show_code: bool = False) -> PaymentInfo:
+    """Look a payment up at its provider (through the shared rate limit), for intake. Unknown
+    and refused payments are validation errors; TransientProviderError is the caller's to handle."""
+    try:
+        provider_slot_acquire(provider, max_wait=settings.PROVIDER_RATE_MAX_WAIT_INTAKE_SECONDS)
+        return adapter.get_payment(connector_transaction_id=connector_transaction_id)
+    except ProviderTransactionNotFound as error:
+        suffix = f" ({error.code})" if show_code else ""
+        raise errors.TransactionNotFound(
+            f"{provider} knows no transaction {connector_transaction_id!r}{suffix}.",
+            field="connector_transaction_id",
+        ) from error
+    except PermanentProviderError as error:
+        raise errors.RefundValidationError(error.message, field="connector_transaction_id", code=error.code)
+
+
+@dataclass(frozen=True)
+class PaymentPreview:
+    provider: str
+    connector_transaction_id: str
+    amount: Money
+    refunded_at_provider: int
+    awaiting: int  # our refunds on it, open and not yet at the provider
+    product: str
+
+    @property
+    def refundable_now(self) -> int:
+        return max(self.amount.minor_amount - self.refunded_at_provider - self.awaiting, 0)
+
+
+def payment_preview(*, provider: str, connector_transaction_id: str) -> PaymentPreview:
+    """What a payment is and what may still be refunded, asked of the provider now. Writes
+    nothing: it is what the support form shows before anything is filed."""
+    adapter = provider_adapter(provider)
+    try:
+        info = payment_info_fetch(adapter=adapter, provider=provider, connector_transaction_id=connector_transaction_id)
+    except TransientProviderError as error:
+        raise errors.ProviderUnavailable(f"{provider} cannot be reached right now: {error.message}") from error
+    payment = Payment.objects.filter(provider=provider, connector_transaction_id=connector_transaction_id).first()
+    sums = payment_refund_sums(payment=payment)
+    return PaymentPreview(
+        provider=provider,
+        connector_transaction_id=connector_transaction_id,
+        amount=info.amount,
+        refunded_at_provider=max(info.amount_refunded, sums.known_at_provider),
+        awaiting=sums.not_yet_at_provider,
+        product=info.product,
+    )
