@@ -1,11 +1,9 @@
 from django.contrib import admin
-from django.db.models import Count, OuterRef, Subquery
-from django.db.models.functions import Coalesce
 from django.utils.timesince import timesince
 
 from approvals.models import Approval, ApproverLimit, AutoApproveThreshold, PendingRefund
+from approvals.selectors import approval_queue
 from refunds.admin import CURRENCY_FILTER, PROVIDER_FILTER, ReadOnlyMixin, RefundRequestAdmin
-from refunds.models import RefundRequest, RefundStatus
 from refunds.money import format_minor
 
 
@@ -84,44 +82,9 @@ class ApprovalQueueAdmin(RefundRequestAdmin):
     list_select_related = ("requested_by", "payment")
 
     def get_queryset(self, request):
-        earlier = (
-            RefundRequest.objects.filter(payment=OuterRef("payment"), created_at__lt=OuterRef("created_at"))
-            .exclude(status__in=[RefundStatus.REJECTED, RefundStatus.CANCELED])
-            .order_by()
-            .values("payment")
-            .annotate(n=Count("id"))
-            .values("n")
-        )
-        by_customer = (
-            RefundRequest.objects.filter(
-                payment__customer=OuterRef("payment__customer"), created_at__lt=OuterRef("created_at")
-            )
-            .exclude(payment__customer="")
-            .exclude(status__in=[RefundStatus.REJECTED, RefundStatus.CANCELED])
-            .order_by()
-            .values("payment__customer")
-            .annotate(n=Count("id"))
-            .values("n")
-        )
-        tiers = (
-            Approval.objects.filter(refund=OuterRef("pk"), decision=Approval.Decision.APPROVED)
-            .order_by()
-            .values("refund")
-            .annotate(n=Count("id"))
-            .values("n")
-        )
-        return (
-            super()
-            .get_queryset(request)
-            .filter(status=RefundStatus.PENDING_APPROVAL)
-            # The changelist skips list_select_related once a queryset has its own.
-            .select_related("requested_by", "payment")
-            .annotate(
-                earlier_count=Coalesce(Subquery(earlier), 0),
-                customer_count=Coalesce(Subquery(by_customer), 0),
-                tier_count=Coalesce(Subquery(tiers), 0),
-            )
-        )
+        # The changelist skips list_select_related once a queryset has its own: the selector
+        # selects the same relations.
+        return approval_queue(super().get_queryset(request))
 
     def has_view_permission(self, request, obj=None):
         return request.user.has_perm("refunds.approve_refundrequest") or request.user.has_perm(

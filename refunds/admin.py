@@ -172,6 +172,8 @@ class RefundRequestAdmin(admin.ModelAdmin):
                     "provider_status",
                     "idempotency_key",
                     "submit_attempts",
+                    "unconfirmed_calls",
+                    "outcome_checked_at",
                     "error_code",
                     "error_message",
                 )

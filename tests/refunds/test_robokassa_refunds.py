@@ -212,3 +212,35 @@ def test_a_disabled_provider_is_unknown(api, agent, settings, robokassa_sandbox)
 
     assert response.status_code == 400 and response.json()["error"]["code"] == "unknown_provider"
     assert schema["components"]["schemas"]["RefundCreate"]["properties"]["provider"]["enum"] == ["stripe"]
+
+
+def test_the_refund_row_says_how_many_calls_are_unconfirmed(api, agent, manager, robokassa_sandbox,
+                                                             robokassa_sandbox_clean):
+    invoice_id = robokassa_sandbox.create_payment(10_000, behavior="stay")
+    api(agent).post("/api/refunds/", body(invoice_id, amount={"minor_amount": 1_000, "currency": "RUB"}),
+                    format="json")
+    refund = RefundRequest.objects.get(connector_transaction_id=invoice_id)
+
+    def unconfirmed():
+        RefundRequest.objects.filter(pk=refund.pk).update(next_action_at=None)
+        refund.refresh_from_db()
+        return refund.unconfirmed_calls
+
+    robokassa_sandbox.set_faults(503, path_prefix="/Merchant/WebService")  # fails before Create is called
+    with pytest.raises(execution.TransientProviderError):
+        execution.refund_submit(refund_id=refund.pk)
+    assert unconfirmed() == 0
+    robokassa_sandbox.set_faults(500, path_prefix="/RefundService/Refund/Create")  # Create called, no answer
+    with pytest.raises(execution.TransientProviderError):
+        execution.refund_submit(refund_id=refund.pk)
+    assert unconfirmed() == 1
+    execution.refund_submit(refund_id=refund.pk)
+    assert (unconfirmed(), refund.status, refund.error_code) == (2, RefundStatus.NEEDS_ATTENTION, "unknown_outcome")
+    assert refund.outcome_checked_at is None
+
+    execution.refund_retry(refund_id=refund.pk, actor=manager)
+    assert unconfirmed() == 0 and refund.outcome_checked_at is not None
+    robokassa_sandbox.clear_faults()
+    execution.refund_submit(refund_id=refund.pk)
+    assert (unconfirmed(), refund.status, len(at_robokassa(robokassa_sandbox, invoice_id))) == (
+        0, RefundStatus.PROCESSING, 1)
