@@ -30,11 +30,8 @@ import time
 import types
 
 from _common import (
-    CpuSplit,
     app_options,
     app_stack,
-    check_quiet_machine,
-    children_of,
     create_payments,
     file_refunds,
     gunicorn_config,
@@ -47,6 +44,7 @@ from _common import (
     start_gunicorn,
     stop_on_signals,
 )
+from _cpu import CpuSplit, check_quiet_machine, children_of
 from sandbox_refunds import bench as sandbox_bench
 
 from devtools.stripe_sandbox.control import launch

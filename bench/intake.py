@@ -19,10 +19,8 @@ import time
 
 import redis
 from _common import (
-    CpuSplit,
     app_options,
     app_stack,
-    check_quiet_machine,
     create_payments,
     file_refunds,
     gunicorn_config,
@@ -34,6 +32,7 @@ from _common import (
     start_gunicorn,
     stop_on_signals,
 )
+from _cpu import CpuSplit, check_quiet_machine
 
 DATABASE = "refundoffice_bench"
 REDIS_DB = 1

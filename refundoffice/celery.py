@@ -1,6 +1,10 @@
 import os
 
 from celery import Celery, signals
+from django.conf import settings
+from django.core import checks
+from django.core.management.base import SystemCheckError
+from django.db import close_old_connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "refundoffice.settings")
 
@@ -11,8 +15,6 @@ app.autodiscover_tasks()
 
 @app.on_after_finalize.connect
 def _schedule_periodic_tasks(sender, **kwargs):
-    from django.conf import settings
-
     # The schedule lives in code; due work lives in the database, so a lost beat tick or a
     # lost message only delays work until the next tick. Every task here is idempotent:
     # - the dispatcher submits, polls and sweeps refunds that are due;
@@ -34,9 +36,6 @@ def _schedule_periodic_tasks(sender, **kwargs):
 def _refuse_to_start_misconfigured(**kwargs):
     """Workers run Django's system checks too: a provider enabled without its credentials
     (e.g. no ROBOKASSA_PASSWORD3) stops the worker at start, not a refund mid-flight."""
-    from django.core import checks
-    from django.core.management.base import SystemCheckError
-
     errors = [m for m in checks.run_checks() if m.level >= checks.ERROR]
     if errors:
         # SystemExit, not an exception: Celery logs and swallows exceptions from signal handlers.
@@ -51,6 +50,4 @@ def _close_old_connections(task=None, **kwargs):
     eagerly runs inside its caller's transaction."""
     if task is not None and task.request.is_eager:
         return
-    from django.db import close_old_connections
-
     close_old_connections()

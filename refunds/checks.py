@@ -1,6 +1,9 @@
 """System checks: `manage.py check` (and every management command, runserver, migrate) refuses
 to start with a provider enabled but not configured, instead of failing mid-refund."""
 
+import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from django.conf import settings
 from django.core import checks
 
@@ -40,9 +43,6 @@ def providers_configured(app_configs=None, **kwargs) -> list[checks.CheckMessage
 def reports_configured(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     """A typo in the business zone or the morning send time is caught at start, not by a
     silent morning without a summary."""
-    import datetime
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
     problems = []
     try:
         ZoneInfo(settings.REPORTS_TIME_ZONE)

@@ -2,6 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from refunds.money import format_minor
+
 
 class RefundStatus(models.TextChoices):
     PENDING_APPROVAL = "pending_approval", "Pending approval"
@@ -205,7 +207,6 @@ class RefundRequest(models.Model):
 
     @property
     def amount_display(self) -> str:
-        from refunds.money import format_minor
 
         return format_minor(self.amount_minor, self.currency)
 

@@ -1,5 +1,10 @@
 """The three roles, as groups with permissions, kept in step after every migrate."""
 
+from django.conf import settings
+from django.contrib.auth.models import Group, Permission
+
+from approvals.models import ApproverLimit
+
 SUPPORT_AGENTS = "Support agents"
 FINANCE_MANAGERS = "Finance managers"
 ACCOUNTANTS = "Accountants"
@@ -38,8 +43,6 @@ ROLE_PERMISSIONS = {
 
 
 def ensure_role_groups(sender=None, **kwargs):
-    from django.contrib.auth.models import Group, Permission
-
     # Runs after every app's post_migrate (cheap, idempotent): permissions of apps migrated
     # later only exist by then.
     for group_name, perms in ROLE_PERMISSIONS.items():
@@ -57,11 +60,6 @@ def ensure_role_groups(sender=None, **kwargs):
 def _ensure_default_approver_limit():
     """Finance managers may approve up to REFUND_DEFAULT_APPROVER_LIMIT in any currency until a
     superuser sets limits of their own in the admin."""
-    from django.conf import settings
-    from django.contrib.auth.models import Group
-
-    from approvals.models import ApproverLimit
-
     group = Group.objects.filter(name=FINANCE_MANAGERS).first()
     if group is not None:
         ApproverLimit.objects.get_or_create(

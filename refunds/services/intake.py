@@ -61,24 +61,15 @@ def refund_request_create(
         raise errors.PermissionDenied("You may not file refund requests.")
     items = list(items or [])
     fingerprint = _request_fingerprint(
-        provider=provider,
-        connector_transaction_id=connector_transaction_id,
-        amount=amount,
-        reason=reason,
-        metadata=metadata,
-        product=product,
-        requested_by=requested_by.pk,
-        items=items,
-        reason_code=reason_code,
+        provider=provider, connector_transaction_id=connector_transaction_id, amount=amount, reason=reason,
+        metadata=metadata, product=product, requested_by=requested_by.pk, items=items, reason_code=reason_code,
     )
     replay = _replay(merchant_refund_id=merchant_refund_id, fingerprint=fingerprint)
     if replay is not None:
         return replay, False
     adapter = provider_adapter(provider)
     if items:
-        _check_items_supported(adapter=adapter, items=items)
-        if amount is None:
-            amount = Money(sum(item.total_minor for item in items), items[0].cost.currency)
+        amount = _check_items_supported(adapter=adapter, items=items, amount=amount)
     info = _payment_info_or_unverified(
         adapter=adapter, provider=provider, connector_transaction_id=connector_transaction_id, amount=amount
     )
@@ -161,7 +152,8 @@ def _refund_file(
     return refund
 
 
-def _check_items_supported(*, adapter, items: list[LineItem]) -> None:
+def _check_items_supported(*, adapter, items: list[LineItem], amount: Money | None) -> Money | None:
+    """Refuse items the provider cannot take; without an amount, the items' total is the amount."""
     if not adapter.supports_items:
         raise errors.RefundValidationError(
             f"{adapter.name} refunds have no invoice items.", field="items", code="items_not_supported"
@@ -173,6 +165,9 @@ def _check_items_supported(*, adapter, items: list[LineItem]) -> None:
             field="items",
             code="invalid_tax",
         )
+    if amount is None:
+        return Money(sum(item.total_minor for item in items), items[0].cost.currency)
+    return amount
 
 
 def _check_items_add_up(*, items: list[LineItem], amount: Money) -> None:
