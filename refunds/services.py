@@ -488,8 +488,9 @@ def refund_submit(*, refund_id: int) -> RefundRequest | None:
             merchant_refund_id=refund.merchant_refund_id,
             connector_transaction_id=refund.connector_transaction_id,
             amount=Money(refund.amount_minor, refund.currency),
-            # The provider's own reason where the code maps to one; the note travels as metadata.
-            reason=(refund.reason_code.stripe_reason if refund.reason_code else "") or refund.reason,
+            # The adapter maps the code to the provider's own reason where it has one.
+            reason=refund.reason,
+            reason_code=refund.reason_code_id or "",
             metadata={
                 **{str(k): str(v) for k, v in refund.metadata.items()},
                 **({"reason_code": refund.reason_code_id} if refund.reason_code_id else {}),
@@ -573,7 +574,7 @@ def _after_transient_submit_error(refund: RefundRequest, error: TransientProvide
 
 def _not_sent(error: TransientProviderError) -> dict:
     """Marks an attempt the adapter knows never reached the provider's create call."""
-    return {"not_sent": True} if getattr(error, "refund_not_sent", False) else {}
+    return {"not_sent": True} if error.refund_not_sent else {}
 
 
 def _claim_for_submit(refund_id: int) -> RefundRequest | None:
