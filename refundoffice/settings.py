@@ -2,11 +2,18 @@
 
 Embedded defaults (SQLite, a filesystem broker, the local Stripe sandbox) make a fresh
 checkout run with no servers; DATABASE_URL and REDIS_URL switch to PostgreSQL and Redis.
+
+Secrets fail closed: unless DJANGO_DEBUG or REFUNDOFFICE_DEV_DEFAULTS is on (bin/run, bin/test,
+the compose demo), a missing DJANGO_SECRET_KEY, STRIPE_SECRET_KEY or STRIPE_WEBHOOK_SECRET (the
+two Stripe ones while Stripe is enabled) stops start-up with ImproperlyConfigured instead of
+falling back to the development values. REFUNDOFFICE_DEV_DEFAULTS also installs the demo app
+(devtools.demo: `manage.py seed_demo`), which production never imports.
 """
 
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -15,7 +22,24 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="dev-insecure-change-me-0123456789abcdef")
+# Local development and tests: the demo app, and development values for missing secrets.
+DEV_DEFAULTS = env.bool("REFUNDOFFICE_DEV_DEFAULTS", default=False)
+_MISSING_SECRETS: list[str] = []
+
+
+def _secret(name: str, *, dev_default: str, required: bool = True) -> str:
+    """The variable's value; when it is empty, the development value in development, else
+    the name is noted as missing (start-up stops below, naming every missing one)."""
+    value = env.str(name, default="")
+    if value or not required:
+        return value
+    if DEBUG or DEV_DEFAULTS:
+        return dev_default
+    _MISSING_SECRETS.append(name)
+    return ""
+
+
+SECRET_KEY = _secret("DJANGO_SECRET_KEY", dev_default="dev-insecure-change-me-0123456789abcdef")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
@@ -32,6 +56,8 @@ INSTALLED_APPS = [
     "refunds.apps.RefundsConfig",
     "approvals.apps.ApprovalsConfig",
 ]
+if DEV_DEFAULTS:
+    INSTALLED_APPS.append("devtools.demo.apps.DemoConfig")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -190,11 +216,19 @@ REFUND_POLL_GIVE_UP_SECONDS = env.int("REFUND_POLL_GIVE_UP_SECONDS", default=14 
 # unknown_provider) and its configuration is not checked; `manage.py check` refuses to start
 # with an enabled provider that is not fully configured.
 REFUND_PROVIDERS = env.list("REFUND_PROVIDERS", default=["stripe", "robokassa"])
-STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="sk_test_refundoffice_sandbox")
+# Where a provider is not named (the new refund form's first choice, sales sync): one of
+# REFUND_PROVIDERS, by default the first.
+REFUND_DEFAULT_PROVIDER = env.str("REFUND_DEFAULT_PROVIDER", default=(REFUND_PROVIDERS or [""])[0])
+_STRIPE_ENABLED = "stripe" in REFUND_PROVIDERS
+STRIPE_SECRET_KEY = _secret("STRIPE_SECRET_KEY", dev_default="sk_test_refundoffice_sandbox", required=_STRIPE_ENABLED)
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="http://127.0.0.1:8420")
 STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=10.0)
-STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+# In development an empty secret is kept: the endpoint then answers 503 webhook_not_configured.
+STRIPE_WEBHOOK_SECRET = _secret("STRIPE_WEBHOOK_SECRET", dev_default="", required=_STRIPE_ENABLED)
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# Our reason codes as Stripe's refund reasons, beyond the adapter's table for the default codes:
+# "late_delivery=requested_by_customer,chargeback=fraudulent".
+STRIPE_REASON_BY_CODE = env.dict("STRIPE_REASON_BY_CODE", default={})
 WEBHOOK_MAX_BYTES = env.int("WEBHOOK_MAX_BYTES", default=512 * 1024)
 WEBHOOK_RETRY_AFTER_SECONDS = env.int("WEBHOOK_RETRY_AFTER_SECONDS", default=60)
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=10)
@@ -247,3 +281,11 @@ LOGGING = {
     # the adapter turns each into a provider error that the refund's log records.
     "loggers": {"stripe": {"level": "WARNING"}, "aiorobokassa": {"level": "CRITICAL"}},
 }
+
+if _MISSING_SECRETS:
+    raise ImproperlyConfigured(
+        f"Refund Office will not start: {', '.join(_MISSING_SECRETS)} "
+        f"{'is' if len(_MISSING_SECRETS) == 1 else 'are'} not set. Set them in the environment (see "
+        ".env.example), or set REFUNDOFFICE_DEV_DEFAULTS=1 (local development only: bin/run and bin/test "
+        "do) to use the development values."
+    )

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from refunds.views import healthz, refund_detail, refund_list, refund_new, stripe_webhook
+from refunds.views import healthz, provider_webhook, refund_detail, refund_list, refund_new
 
 admin.site.site_header = "Refund Office"
 admin.site.site_title = "Refund Office"
@@ -18,5 +18,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("refunds.api_urls")),
     path("healthz", healthz, name="healthz"),
-    path("webhooks/stripe/", stripe_webhook, name="stripe-webhook"),
+    # Stripe posts to /webhooks/stripe/; each provider that sends webhooks has its own path.
+    path("webhooks/<slug:provider>/", provider_webhook, name="provider-webhook"),
 ]

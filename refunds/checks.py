@@ -32,6 +32,15 @@ def providers_configured(app_configs=None, **kwargs) -> list[checks.CheckMessage
                     id="refunds.E002",
                 )
             )
+    default = settings.REFUND_DEFAULT_PROVIDER
+    if enabled and default not in enabled:
+        problems.append(
+            checks.Error(
+                f"REFUND_DEFAULT_PROVIDER {default!r} is not one of REFUND_PROVIDERS ({', '.join(enabled)}).",
+                hint="Name an enabled provider, or leave it unset for the first of REFUND_PROVIDERS.",
+                id="refunds.E005",
+            )
+        )
     if not enabled:
         problems.append(
             checks.Warning("REFUND_PROVIDERS is empty: no refund can be filed.", id="refunds.W001")

@@ -8,7 +8,7 @@ from django.forms.utils import ErrorList
 
 from refunds.models import ReasonCode
 from refunds.money import Money, decimal_to_minor, format_minor
-from refunds.providers import provider_names
+from refunds.providers import default_provider_name, provider_names
 from refunds.providers.base import LineItem
 from refunds.validation import MERCHANT_REFUND_ID, TRANSACTION_ID
 
@@ -18,7 +18,7 @@ def _provider_choices():
 
 
 class PaymentLookupForm(forms.Form):
-    provider = forms.ChoiceField(choices=_provider_choices, initial="stripe")
+    provider = forms.ChoiceField(choices=_provider_choices, initial=default_provider_name)
     connector_transaction_id = forms.CharField(
         label="Transaction id",
         max_length=255,

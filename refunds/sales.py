@@ -19,7 +19,7 @@ from django.db import transaction
 
 from refunds.models import Sale
 from refunds.money import MAX_MINOR_AMOUNT, decimal_to_minor, is_known_currency
-from refunds.providers import get_provider
+from refunds.providers import default_sales_provider_name, get_provider
 from refunds.ratelimit import provider_slot_acquire
 from refunds.reports import business_zone, report_range
 
@@ -82,20 +82,21 @@ def _sales_upsert(*, source: str, sales: list[Sale]) -> SalesUpsertResult:
 
 @dataclass(frozen=True)
 class SalesSyncResult(SalesUpsertResult):
-    provider: str = "stripe"
+    provider: str = ""
     start: datetime.date | None = None
     end: datetime.date | None = None
 
 
-def sales_sync(*, provider: str = "stripe", start: datetime.date, end: datetime.date) -> SalesSyncResult:
+def sales_sync(*, provider: str = "", start: datetime.date, end: datetime.date) -> SalesSyncResult:
     """Upsert the provider's succeeded payments created in [start, end] (business days) as
     sales; the product is the payment's REPORTS_PRODUCT_METADATA_KEY metadata. Each page
     request books a slot of the provider's shared rate limit. Raises TransientProviderError
-    (try later) or PermanentProviderError."""
+    (try later) or PermanentProviderError. No provider named: default_sales_provider_name()."""
+    provider = provider or default_sales_provider_name()
     if provider not in Sale.Source.values or provider == Sale.Source.IMPORT:
         raise SalesSyncUnavailable(f"Sales cannot be synced from {provider!r}.")
     adapter = get_provider(provider)
-    if not hasattr(adapter, "list_payments"):
+    if not adapter.lists_payments:
         raise SalesSyncUnavailable(f"{provider} cannot list its payments.")
     since, until = report_range(start=start, end=end)
     key = settings.REPORTS_PRODUCT_METADATA_KEY

@@ -61,9 +61,10 @@ def webhook_event_process_task(event_pk: int):
     retry_jitter=True,
     max_retries=5,
 )
-def sales_sync_task(provider: str = "stripe", start: str | None = None, end: str | None = None):
+def sales_sync_task(provider: str = "", start: str | None = None, end: str | None = None):
     """Sync the provider's payments of [start, end] (ISO dates; default: yesterday in the
-    business zone) into Sale rows. Idempotent: the beat runs it often."""
+    business zone) into Sale rows; no provider named: the default one that lists payments.
+    Idempotent: the beat runs it often."""
     import datetime
 
     from refunds import reports, sales
@@ -77,7 +78,7 @@ def sales_sync_task(provider: str = "stripe", start: str | None = None, end: str
             end=datetime.date.fromisoformat(end) if end else yesterday,
         )
     except (UnknownProvider, sales.SalesSyncUnavailable):
-        logger.info("sales sync skipped: %s is not enabled or lists no payments", provider)
+        logger.info("sales sync skipped: %s is not enabled or lists no payments", provider or "no provider")
         return None
     return {"created": result.created, "updated": result.updated}
 

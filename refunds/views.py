@@ -1,4 +1,3 @@
-import stripe
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -12,8 +11,9 @@ from refunds import errors
 from refunds.services import intake, payments
 from refunds.forms import PaymentLookupForm, RefundForm
 from refunds.money import Money, format_minor
+from refunds.providers import UnknownProvider, provider_class
+from refunds.providers.base import WebhookRejected
 from refunds.services.webhooks import webhook_event_receive
-from refunds.providers import provider_class
 from refunds.selectors import refund_visible_to, refund_with_approvals
 
 
@@ -25,23 +25,22 @@ def healthz(request):
 
 @csrf_exempt
 @require_POST
-def stripe_webhook(request):
-    """Stripe events, verified by their signature; 400 and nothing changes when it is wrong."""
-    secret = settings.STRIPE_WEBHOOK_SECRET
-    if not secret:
-        return _webhook_error(503, "webhook_not_configured", "STRIPE_WEBHOOK_SECRET is not set.")
+def provider_webhook(request, provider: str):
+    """A provider's events, verified by its adapter (Stripe: the signature); 400 and nothing
+    changes when they do not verify. 404 for a provider that is not enabled or sends none."""
+    try:
+        adapter_class = provider_class(provider)
+    except UnknownProvider:
+        adapter_class = None
+    if adapter_class is None or not adapter_class.receives_webhooks:
+        return _webhook_error(404, "unknown_provider", f"No webhooks are taken from {provider!r}.")
     if int(request.META.get("CONTENT_LENGTH") or 0) > settings.WEBHOOK_MAX_BYTES:
         return _webhook_error(413, "payload_too_large", "The event is too large.")
     try:
-        event = stripe.Webhook.construct_event(
-            request.body, request.headers.get("Stripe-Signature", ""), secret,
-            tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
-        )
-    except stripe.SignatureVerificationError:
-        return _webhook_error(400, "invalid_signature", "The Stripe-Signature header does not verify.")
-    except ValueError:
-        return _webhook_error(400, "invalid_payload", "The body is not a Stripe event.")
-    stored, created = webhook_event_receive(provider="stripe", event=event.to_dict())
+        event = adapter_class.from_settings().parse_webhook(payload=request.body, headers=request.headers)
+    except WebhookRejected as error:
+        return _webhook_error(error.http_status, error.code, error.message)
+    stored, created = webhook_event_receive(provider=provider, event=event)
     return JsonResponse({"received": True, "duplicate": not created, "event": stored.event_id})
 
 

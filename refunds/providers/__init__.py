@@ -31,6 +31,23 @@ def provider_names() -> list[str]:
     return [name for name in settings.REFUND_PROVIDERS if name in _CLASSES]
 
 
+def default_provider_name() -> str:
+    """Where a provider is not named (a new refund's form): REFUND_DEFAULT_PROVIDER when it is
+    enabled, else the first enabled provider; "" when none is."""
+    names = provider_names()
+    if settings.REFUND_DEFAULT_PROVIDER in names:
+        return settings.REFUND_DEFAULT_PROVIDER
+    return names[0] if names else ""
+
+
+def default_sales_provider_name() -> str:
+    """Where sales are synced without naming the provider: the default provider when it lists
+    its payments, else the first enabled one that does; "" when none does."""
+    default = default_provider_name()
+    names = [default, *provider_names()] if default else []
+    return next((name for name in names if provider_class(name).lists_payments), "")
+
+
 def provider_class(name: str) -> type[RefundProvider]:
     if name not in provider_names():
         raise UnknownProvider(name)

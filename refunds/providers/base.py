@@ -6,7 +6,7 @@ has said no, with its own code kept).
 """
 
 import datetime
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar, Protocol
@@ -19,13 +19,14 @@ __all__ = [
     "PaymentInfo",
     "PermanentProviderError",
     "ProviderError",
+    "ProviderEvent",
     "ProviderRefundStatus",
     "RefundProvider",
     "RefundResult",
-    "SalesSource",
     "SoldPayment",
     "TransactionNotFound",
     "TransientProviderError",
+    "WebhookRejected",
 ]
 
 
@@ -106,9 +107,19 @@ class TransientProviderError(ProviderError):
 
     http_status = 503
 
-    def __init__(self, message: str, *, code: str = "provider_unavailable", retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "provider_unavailable",
+        retry_after: float | None = None,
+        refund_not_sent: bool = False,
+    ):
         super().__init__(message, code=code)
         self.retry_after = retry_after
+        # The adapter knows this attempt never reached the provider's create call (it failed
+        # while preparing it), so it cannot have refunded: trying again is safe.
+        self.refund_not_sent = refund_not_sent
         self.retry_in: float | None = None  # set by the service that decides when to try again
 
 
@@ -120,17 +131,66 @@ class TransactionNotFound(PermanentProviderError):
     http_status = 404
 
 
+class WebhookRejected(Exception):
+    """A webhook delivery that is not taken: bad signature, not an event, not configured.
+    `code` and `http_status` are what the endpoint answers."""
+
+    def __init__(self, message: str, *, code: str, http_status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.http_status = http_status
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """A verified webhook event, as the core needs it; `payload` is the event as sent (stored)."""
+
+    event_id: str
+    type: str
+    payload: dict
+    # The event is about a payment's refunds: reconcile the payments in `transaction_ids`.
+    is_refund_event: bool = False
+    transaction_ids: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class SoldPayment:
+    """A payment the provider took, as a sale: what was received, when, with its metadata."""
+
+    connector_transaction_id: str
+    amount: Money
+    created: datetime.datetime
+    status: str
+    metadata: dict = field(default_factory=dict)
+
+
+
 class RefundProvider(Protocol):
-    name: str
+    """Adapters subclass this protocol: each capability the core asks about is declared here
+    with its default (the cautious answer), and each optional call refuses by default."""
+
+    name: ClassVar[str]
     # Refunds by invoice line (LineItem) are accepted.
-    supports_items: ClassVar[bool]
+    supports_items: ClassVar[bool] = False
     # The tax labels an item may carry (LineItem.tax).
-    item_tax_rates: ClassVar[tuple[str, ...]]
+    item_tax_rates: ClassVar[tuple[str, ...]] = ()
     # The provider honours `idempotency_key`: asking twice creates one refund. When False the
     # services look for a refund made by an earlier, unanswered call before creating again.
-    idempotent_create: ClassVar[bool]
+    idempotent_create: ClassVar[bool] = False
+    # `list_refunds` answers (else it raises PermanentProviderError "lookup_unavailable").
+    lists_refunds: ClassVar[bool] = False
+    # `list_payments` answers: sales can be synced from this provider.
+    lists_payments: ClassVar[bool] = False
+    # `parse_webhook` takes the provider's webhook deliveries (POST /webhooks/<name>/).
+    receives_webhooks: ClassVar[bool] = False
     # A JSON Schema `pattern` for the provider's transaction ids (the OpenAPI schema shows it).
     transaction_id_pattern: ClassVar[str]
+
+    @classmethod
+    def from_settings(cls) -> "RefundProvider":
+        """The adapter configured from django.conf.settings."""
+        ...
 
     @classmethod
     def validate_transaction_id(cls, value: str) -> str | None:
@@ -152,32 +212,22 @@ class RefundProvider(Protocol):
         metadata: dict[str, str],
         idempotency_key: str,
         items: list[LineItem] | None = None,
-    ) -> RefundResult: ...
+        reason_code: str = "",
+    ) -> RefundResult:
+        """`reason` is the person's note, `reason_code` our ReasonCode's code ("" for none): the
+        adapter maps the code to the provider's own reasons where it has any."""
+        ...
 
     def get_refund(self, *, connector_refund_id: str, connector_transaction_id: str) -> RefundResult: ...
 
     def get_payment(self, *, connector_transaction_id: str) -> PaymentInfo: ...
 
     def list_refunds(self, *, connector_transaction_id: str) -> list[RefundResult]:
-        """Every refund of the payment, whoever made it."""
-        ...
-
-
-@dataclass(frozen=True)
-class SoldPayment:
-    """A payment the provider took, as a sale: what was received, when, with its metadata."""
-
-    connector_transaction_id: str
-    amount: Money
-    created: datetime.datetime
-    status: str
-    metadata: dict = field(default_factory=dict)
-
-
-class SalesSource(Protocol):
-    """A provider that can list the payments it took by date (the sales of refund rates)."""
-
-    name: str
+        """Every refund of the payment, whoever made it (when `lists_refunds`)."""
+        raise PermanentProviderError(
+            f"{self.name} cannot list a payment's refunds (payment {connector_transaction_id}).",
+            code="lookup_unavailable",
+        )
 
     def list_payments(
         self,
@@ -187,5 +237,15 @@ class SalesSource(Protocol):
         before_request: Callable[[], object] | None = None,
     ) -> Iterator[SoldPayment]:
         """Succeeded payments created in [created_gte, created_lt), every page; `before_request`
-        is called before each HTTP request (the shared rate limiter)."""
-        ...
+        is called before each HTTP request (the shared rate limiter). When `lists_payments`."""
+        raise PermanentProviderError(f"{self.name} cannot list its payments.", code="lookup_unavailable")
+
+    def parse_webhook(self, *, payload: bytes, headers: Mapping[str, str]) -> ProviderEvent:
+        """Verify a webhook delivery and read its event (when `receives_webhooks`); raises
+        WebhookRejected when it is not taken."""
+        raise WebhookRejected(f"{self.name} sends no webhooks here.", code="unknown_provider", http_status=404)
+
+    @classmethod
+    def webhook_event(cls, payload: dict) -> ProviderEvent:
+        """An event that `parse_webhook` verified and the core stored, read again."""
+        raise WebhookRejected(f"{cls.name} sends no webhooks here.", code="unknown_provider", http_status=404)

@@ -64,20 +64,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import hashlib
-import json
 import re
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from xml.etree import ElementTree
 
 import aiohttp
 import pydantic
-from aiorobokassa import APIError, ConfigurationError, RefundItem, RoboKassaClient, TaxRate
-from aiorobokassa.constants import MIN_PASSWORD_LENGTH, XML_SERVICE_ENDPOINT
+from aiorobokassa import RefundItem, TaxRate
+from aiorobokassa.constants import MIN_PASSWORD_LENGTH
 from django.conf import settings
 
-from refunds.money import CURRENCY_EXPONENTS, minor_to_decimal
 from refunds.providers.base import (
     LineItem,
     Money,
@@ -85,13 +79,13 @@ from refunds.providers.base import (
     PermanentProviderError,
     ProviderError,
     ProviderRefundStatus,
+    RefundProvider,
     RefundResult,
-    TransactionNotFound,
     TransientProviderError,
 )
+from refunds.providers.robokassa_api import CURRENCY, ApiClient, OperationState, to_minor, to_rubles, translate_error
 from refunds.redaction import redact
 
-CURRENCY = "RUB"
 TAX_RATES = tuple(rate.value for rate in TaxRate)
 # The hashes a shop may choose for its signatures (Robokassa also offers RIPEMD160, which
 # OpenSSL 3 builds of hashlib lack).
@@ -122,202 +116,14 @@ INVOICE_ID_PATTERN = (
 )
 _INVOICE_ID = re.compile(INVOICE_ID_PATTERN)
 
-# The hosts aiorobokassa calls (it has absolute URLs for the refund service); ROBOKASSA_API_BASE
-# replaces them, so the same client talks to the emulator.
-_ROBOKASSA_HOSTS = ("https://services.robokassa.ru", "https://auth.robokassa.ru")
 
-_NOT_FOUND_WORDS = ("not found", "не найден", "unknown opkey", "unknown operation")
-_AMOUNT_WORDS = ("exceed", "превыша", "already refunded", "insufficient", "недостаточно")
-
-
-def to_rubles(money: Money) -> Decimal:
-    if money.currency != CURRENCY:
-        raise PermanentProviderError(
-            f"Robokassa refunds are in {CURRENCY}; this asks for {money.currency}.", code="currency_mismatch", http_status=422
-        )
-    return minor_to_decimal(money.minor_amount, CURRENCY)
-
-
-def to_minor(amount: Decimal | str | int | None, currency: str = CURRENCY) -> int:
-    """Rubles (a Decimal, or the text of a number) to kopeks, exactly or not at all."""
-    if amount is None:
-        return 0
-    try:
-        value = Decimal(str(amount).strip())
-    except InvalidOperation:
-        raise PermanentProviderError(f"Robokassa sent an amount that is not a number: {amount!r}.", code="bad_amount")
-    if not value.is_finite():
-        raise PermanentProviderError(f"Robokassa sent an amount that is not a number: {amount!r}.", code="bad_amount")
-    minor = value.scaleb(CURRENCY_EXPONENTS[currency])
-    if minor != minor.to_integral_value():
-        raise PermanentProviderError(f"Robokassa sent {value}, not a whole number of kopeks.", code="bad_amount")
-    return int(minor)
-
-
-def op_state_signature(login: str, invoice_id: str, password2: str, algorithm: str) -> str:
-    """OpStateExt's Signature: hash("MerchantLogin:InvoiceID:password #2"), hex."""
-    return hashlib.new(algorithm.lower(), f"{login}:{invoice_id}:{password2}".encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class OperationState:
-    """What OpStateExt says about one invoice."""
-
-    invoice_id: str
-    state: int
-    out_sum: int  # kopeks
-    op_key: str
-    # The shop's own Shp_ parameters of the payment (UserField), names lowercased.
-    user_fields: dict
-
-
-def _local(tag: str) -> str:
-    return tag.rpartition("}")[2]
-
-
-def _child(element, name: str):
-    if element is None:
-        return None
-    return next((child for child in element if _local(child.tag) == name), None)
-
-
-def _text(element, name: str) -> str:
-    child = _child(element, name)
-    return (child.text or "").strip() if child is not None else ""
-
-
-def parse_op_state(invoice_id: str, body: str) -> OperationState:
-    """OpStateExt's XML to an OperationState, or the error its Result/Code stands for."""
-    try:
-        root = ElementTree.fromstring(body)
-    except ElementTree.ParseError:
-        raise TransientProviderError(
-            redact(f"Robokassa's OpStateExt answered something that is not XML: {body[:200]!r}"), code="bad_response"
-        ) from None
-    result = _child(root, "Result")
-    code, description = _text(result, "Code"), _text(result, "Description")
-    said = f" ({description})" if description else ""
-    if code == "3":
-        raise TransactionNotFound(f"Robokassa knows no operation with InvoiceID {invoice_id}{said}.", code="operation_not_found")
-    if code in ("1", "2"):
-        # The signature or the shop login is wrong: settings to fix; nothing was sent.
-        raise TransientProviderError(
-            f"Robokassa refused OpStateExt's signature or shop login (code {code}){said}; "
-            "check ROBOKASSA_MERCHANT_LOGIN, ROBOKASSA_PASSWORD2 and ROBOKASSA_SIGNATURE_ALGORITHM.",
-            code="authentication_failed",
-        )
-    if code == "4":
-        raise PermanentProviderError(
-            f"Robokassa has two operations with InvoiceID {invoice_id}{said}; refund it in the cabinet.",
-            code="ambiguous_invoice",
-        )
-    if code != "0":
-        raise TransientProviderError(f"Robokassa's OpStateExt failed (code {code or '?'}){said}.", code="provider_error")
-    info = _child(root, "Info")
-    try:
-        state = int(_text(_child(root, "State"), "Code"))
-    except ValueError:
-        raise TransientProviderError("Robokassa's OpStateExt answered no state.", code="bad_response") from None
-    return OperationState(
-        invoice_id=invoice_id,
-        state=state,
-        out_sum=to_minor(_text(info, "OutSum") or "0"),
-        op_key=_text(info, "OpKey"),
-        user_fields={
-            _text(field, "Name").lower(): _text(field, "Value")
-            for field in (_child(root, "UserField") or [])
-            if _local(field.tag) == "Field" and _text(field, "Name")
-        },
-    )
-
-
-class _Client(RoboKassaClient):
-    """aiorobokassa's client, with its hosts replaced by `api_base` when one is set, and the
-    one XML call it lacks."""
-
-    def __init__(self, *args, api_base: str = "", signature_algorithm: str = "MD5", **kwargs):
-        super().__init__(*args, **kwargs)
-        self._api_base = api_base.rstrip("/")
-        self._signature_algorithm = signature_algorithm
-
-    async def _request(self, method, url, **kwargs):
-        if self._api_base:
-            for host in _ROBOKASSA_HOSTS:
-                if url.startswith(host):
-                    url = self._api_base + url[len(host):]
-                    break
-        return await super()._request(method, url, **kwargs)
-
-    async def op_state(self, invoice_id: str) -> OperationState:
-        signature = op_state_signature(self.merchant_login, invoice_id, self.password2, self._signature_algorithm)
-        response = await self._get(
-            f"{self.base_url}{XML_SERVICE_ENDPOINT}/OpStateExt",
-            params={"MerchantLogin": self.merchant_login, "InvoiceID": invoice_id, "Signature": signature},
-        )
-        async with response:
-            body = await response.text()
-        return parse_op_state(invoice_id, body)
-
-
-def _provider_message(error: APIError) -> str:
-    """The provider's own words: from the JSON body of an HTTP error, else the library's."""
-    body = getattr(error, "response", None)
-    if body:
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict) and parsed.get("message"):
-            return str(parsed["message"])
-        return body[:300]
-    return str(error)
-
-
-def translate_error(error: Exception) -> ProviderError:
-    """Map what aiorobokassa raises to a transient or permanent provider error, keeping the
-    provider's message."""
-    if isinstance(error, ProviderError):
-        return error
-    if isinstance(error, (TimeoutError, asyncio.TimeoutError)):
-        return TransientProviderError("Robokassa did not answer in time.", code="timeout")
-    if isinstance(error, ConfigurationError):
-        # Caught at start-up by the system check; if it slips through, a person fixes the
-        # settings and retries: nothing was sent.
-        return TransientProviderError(f"Robokassa is not configured: {error}", code="configuration_error")
-    if isinstance(error, pydantic.ValidationError):
-        return PermanentProviderError(
-            redact(f"Robokassa refused the request's shape: {error.errors()[0].get('msg', error)}")[:500],
-            code="invalid_request",
-        )
-    if isinstance(error, (aiohttp.ClientError, ValueError)):
-        # A body that is not JSON, a dropped connection outside the library's own handling.
-        return TransientProviderError(redact(f"Robokassa answered unreadably: {error}")[:500], code="bad_response")
-    if not isinstance(error, APIError):
-        return TransientProviderError(redact(f"Robokassa call failed: {error!r}")[:500], code="provider_error")
-    status = error.status_code or 0
-    message = redact(_provider_message(error))[:500]
-    lowered = message.lower()
-    if status == 429:
-        return TransientProviderError(message, code="rate_limit")
-    if status >= 500:
-        return TransientProviderError(message, code=f"http_{status}")
-    if status in (401, 403):
-        return TransientProviderError(message, code="authentication_failed")
-    if not status and (lowered.startswith("network error") or lowered.startswith("request timeout")):
-        return TransientProviderError(message, code="network_error")
-    if any(word in lowered for word in _NOT_FOUND_WORDS):
-        return TransactionNotFound(message, code="operation_not_found")
-    if any(word in lowered for word in _AMOUNT_WORDS):
-        return PermanentProviderError(message, code="amount_too_large", http_status=422)
-    return PermanentProviderError(message, code="refund_refused" if not status else f"http_{status}")
-
-
-class RobokassaProvider:
+class RobokassaProvider(RefundProvider):
     name = "robokassa"
     supports_items = True
     item_tax_rates = TAX_RATES
+    # Robokassa refunds carry no idempotency key, cannot list a payment's refunds nor report
+    # its refunded sum, and list no payments (see above): the protocol's defaults say so.
     idempotent_create = False
-    # Robokassa cannot list a payment's refunds nor report its refunded sum (see above).
     lists_refunds = False
     transaction_id_pattern = INVOICE_ID_PATTERN
 
@@ -387,7 +193,7 @@ class RobokassaProvider:
         login, password1, password2, password3 = self._credentials
 
         async def run():
-            client = _Client(
+            client = ApiClient(
                 login,
                 password1,
                 password2,
@@ -432,6 +238,7 @@ class RobokassaProvider:
         metadata: dict[str, str],
         idempotency_key: str,
         items: list[LineItem] | None = None,
+        reason_code: str = "",
     ) -> RefundResult:
         # Robokassa keeps neither our id, the reason, the metadata nor the key: they stay in
         # our records (see "Money never moves twice" above).
@@ -447,9 +254,11 @@ class RobokassaProvider:
                     "have none), so its refund API cannot refund it; refund it in Robokassa's cabinet.",
                     code="op_key_missing",
                 )
-        except ProviderError as error:
-            error.refund_not_sent = True  # Create was never called: trying again is safe
-            raise
+        except TransientProviderError as error:
+            # Create was never called: trying again is safe.
+            raise TransientProviderError(
+                error.message, code=error.code, retry_after=error.retry_after, refund_not_sent=True
+            ) from error
         response = self._call(
             lambda client: client.create_refund_v2(
                 op_key=operation.op_key, refund_sum=refund_sum, invoice_items=invoice_items or None

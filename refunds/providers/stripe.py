@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import stripe
 from django.conf import settings
@@ -16,15 +16,32 @@ from refunds.providers.base import (
     Money,
     PaymentInfo,
     PermanentProviderError,
+    ProviderEvent,
     ProviderRefundStatus,
+    RefundProvider,
     RefundResult,
     SoldPayment,
     TransactionNotFound,
     TransientProviderError,
+    WebhookRejected,
 )
 
 # Stripe accepts only these refund reasons; free text travels in metadata instead.
 STRIPE_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
+# Our reason codes (refunds.reason_codes) as Stripe's reasons; a code not here sends none.
+# STRIPE_REASON_BY_CODE adds to it or overrides it (codes a superuser made in the admin).
+REASON_BY_CODE = {
+    "duplicate_charge": "duplicate",
+    "product_return": "requested_by_customer",
+    "service_cancellation": "requested_by_customer",
+    "goodwill": "requested_by_customer",
+    "fraud": "fraudulent",
+}
+
+# The events that are about a payment's refunds (the rest are stored and left alone).
+REFUND_EVENT_TYPES = frozenset(
+    {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated", "charge.refunded"}
+)
 
 _STATUS = {
     "pending": ProviderRefundStatus.PENDING,
@@ -71,11 +88,12 @@ def translate_error(error: stripe.StripeError) -> Exception:
 _TRANSACTION_ID = re.compile(r"^(pi|ch|py)_[A-Za-z0-9_\-]{1,252}$")
 
 
-class StripeProvider:
+class StripeProvider(RefundProvider):
     name = "stripe"
-    supports_items = False
-    item_tax_rates: tuple[str, ...] = ()
     idempotent_create = True
+    lists_refunds = True
+    lists_payments = True
+    receives_webhooks = True
     transaction_id_pattern = r"^(pi|ch|py)_[A-Za-z0-9]+$"
     # PaymentIntents per list request (Stripe's maximum).
     list_page_size = 100
@@ -95,7 +113,19 @@ class StripeProvider:
             problems.append("STRIPE_API_BASE is empty.")
         return problems
 
-    def __init__(self, *, api_key: str, api_base: str, timeout: float):
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        api_base: str,
+        timeout: float,
+        webhook_secret: str = "",
+        webhook_tolerance: int = 300,
+        reason_by_code: Mapping[str, str] | None = None,
+    ):
+        self._webhook_secret = webhook_secret
+        self._webhook_tolerance = webhook_tolerance
+        self._reason_by_code = {**REASON_BY_CODE, **(reason_by_code or {})}
         self._client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base},
@@ -110,6 +140,9 @@ class StripeProvider:
             api_key=settings.STRIPE_SECRET_KEY,
             api_base=settings.STRIPE_API_BASE,
             timeout=settings.STRIPE_TIMEOUT_SECONDS,
+            webhook_secret=settings.STRIPE_WEBHOOK_SECRET,
+            webhook_tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
+            reason_by_code=settings.STRIPE_REASON_BY_CODE,
         )
 
     def create_refund(
@@ -122,6 +155,7 @@ class StripeProvider:
         metadata: dict[str, str],
         idempotency_key: str,
         items: list[LineItem] | None = None,
+        reason_code: str = "",
     ) -> RefundResult:
         if items:
             raise PermanentProviderError("Stripe refunds have no invoice items.", code="items_not_supported")
@@ -131,8 +165,9 @@ class StripeProvider:
         }
         if amount is not None:
             params["amount"] = amount.minor_amount
-        if reason in STRIPE_REASONS:
-            params["reason"] = reason
+        stripe_reason = self._reason_by_code.get(reason_code) or reason
+        if stripe_reason in STRIPE_REASONS:
+            params["reason"] = stripe_reason
         try:
             refund = self._client.v1.refunds.create(params=params, options={"idempotency_key": idempotency_key})
         except stripe.StripeError as error:
@@ -220,6 +255,55 @@ class StripeProvider:
             if not page.has_more or not page.data:
                 return
             params = {**params, "starting_after": page.data[-1].id}
+
+
+    # --- webhooks ------------------------------------------------------------------------
+
+    def parse_webhook(self, *, payload: bytes, headers: Mapping[str, str]) -> ProviderEvent:
+        """Verify the Stripe-Signature header against STRIPE_WEBHOOK_SECRET and read the event."""
+        if not self._webhook_secret:
+            raise WebhookRejected("STRIPE_WEBHOOK_SECRET is not set.", code="webhook_not_configured", http_status=503)
+        try:
+            event = stripe.Webhook.construct_event(
+                payload, headers.get("Stripe-Signature", ""), self._webhook_secret, tolerance=self._webhook_tolerance
+            )
+        except stripe.SignatureVerificationError:
+            raise WebhookRejected(
+                "The Stripe-Signature header does not verify.", code="invalid_signature"
+            ) from None
+        except (ValueError, TypeError, AttributeError):
+            # Not JSON, or JSON that is no event object (a signed `[]`).
+            raise WebhookRejected("The body is not a Stripe event.", code="invalid_payload") from None
+        data = event.to_dict()
+        if not isinstance(data.get("id"), str) or not data["id"]:
+            raise WebhookRejected("The body is not a Stripe event.", code="invalid_payload")
+        return self.webhook_event(data)
+
+    @classmethod
+    def webhook_event(cls, payload: dict) -> ProviderEvent:
+        event_type = str(payload.get("type", ""))
+        return ProviderEvent(
+            event_id=str(payload["id"]),
+            type=event_type,
+            payload=payload,
+            is_refund_event=event_type in REFUND_EVENT_TYPES,
+            transaction_ids=_event_transaction_ids(payload),
+        )
+
+
+def _event_transaction_ids(event: dict) -> frozenset[str]:
+    """The payment ids (PaymentIntent and Charge) an event's object points at."""
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        return frozenset()
+    ids = set()
+    if obj.get("object") == "charge":
+        ids.add(obj.get("id"))
+    for key in ("payment_intent", "charge"):
+        value = obj.get(key)
+        ids.add(value.get("id") if isinstance(value, dict) else value)
+    return frozenset(i for i in ids if isinstance(i, str) and i)
 
 
 def _payment_param(connector_transaction_id: str) -> str:

@@ -103,8 +103,9 @@ def refund_submit(*, refund_id: int) -> RefundRequest | None:
             merchant_refund_id=refund.merchant_refund_id,
             connector_transaction_id=refund.connector_transaction_id,
             amount=Money(refund.amount_minor, refund.currency),
-            # The provider's own reason where the code maps to one; the note travels as metadata.
-            reason=(refund.reason_code.stripe_reason if refund.reason_code else "") or refund.reason,
+            # The adapter maps the code to the provider's own reason where it has one.
+            reason=refund.reason,
+            reason_code=refund.reason_code_id or "",
             metadata={
                 **{str(k): str(v) for k, v in refund.metadata.items()},
                 **({"reason_code": refund.reason_code_id} if refund.reason_code_id else {}),
@@ -175,7 +176,7 @@ def _after_transient_submit_error(refund: RefundRequest, error: TransientProvide
     raise with `retry_in` set so the task retries then (the row says so too, for the dispatcher)."""
     attempts = refund.submit_attempts
     throttled = error.code == "rate_limit"  # the provider's 429: wait as told, not a failure
-    not_sent = bool(getattr(error, "refund_not_sent", False))
+    not_sent = error.refund_not_sent
     # The call is over: a retry (or the dispatcher) may call again without waiting for the lease.
     # A call that never reached the provider's create cannot have refunded: it is not unconfirmed.
     RefundRequest.objects.filter(pk=refund.pk).update(

@@ -16,14 +16,13 @@ from django.utils import timezone
 from refunds.models import (
     FINAL_STATUSES,
     Payment,
-    RefundLog,
     RefundOrigin,
     RefundRequest,
     RefundStatus,
     WebhookEvent,
 )
-from refunds.providers import get_provider
-from refunds.providers.base import ProviderRefundStatus, RefundResult
+from refunds.providers import get_provider, provider_class
+from refunds.providers.base import ProviderEvent, ProviderRefundStatus, RefundResult
 from refunds.publish import enqueue_on_commit
 from refunds.redaction import redact
 from refunds.services.execution import poll_delay, refund_record_provider_result
@@ -31,10 +30,6 @@ from refunds.services.payments import payment_lock_and_refresh
 from refunds.services.transitions import refund_create
 
 logger = logging.getLogger(__name__)
-
-REFUND_EVENT_TYPES = frozenset(
-    {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated", "charge.refunded"}
-)
 
 _EXTERNAL_STATUS = {
     ProviderRefundStatus.SUCCEEDED: RefundStatus.SUCCEEDED,
@@ -45,35 +40,23 @@ _EXTERNAL_STATUS = {
 }
 
 
-def webhook_event_receive(*, provider: str, event: dict) -> tuple[WebhookEvent, bool]:
-    """Store a verified event unless it was seen before; queue it for processing.
-    Returns (event, created)."""
-    event_type = str(event.get("type", ""))[:100]
+def webhook_event_receive(*, provider: str, event: ProviderEvent) -> tuple[WebhookEvent, bool]:
+    """Store a verified event (the adapter's parse_webhook) unless it was seen before; queue it
+    for processing when it is about refunds. Returns (event, created)."""
+    event_id = event.event_id[:255]
     try:
         with transaction.atomic():
             stored = WebhookEvent.objects.create(
-                provider=provider, event_id=str(event["id"])[:255], type=event_type, payload=event
+                provider=provider, event_id=event_id, type=event.type[:100], payload=event.payload
             )
-            if event_type in REFUND_EVENT_TYPES:
+            if event.is_refund_event:
                 enqueue_on_commit("webhook_event_process_task", stored.pk)
             else:
                 stored.processed_at = timezone.now()
                 stored.save(update_fields=["processed_at"])
     except IntegrityError:
-        return WebhookEvent.objects.get(provider=provider, event_id=str(event["id"])[:255]), False
+        return WebhookEvent.objects.get(provider=provider, event_id=event_id), False
     return stored, True
-
-
-def _event_transaction_ids(event: dict) -> set[str]:
-    """The payment ids (PaymentIntent and Charge) an event's object points at."""
-    obj = (event.get("data") or {}).get("object") or {}
-    ids = set()
-    if obj.get("object") == "charge":
-        ids.add(obj.get("id"))
-    for key in ("payment_intent", "charge"):
-        value = obj.get(key)
-        ids.add(value.get("id") if isinstance(value, dict) else value)
-    return {i for i in ids if isinstance(i, str) and i}
 
 
 def webhook_event_process(*, event_pk: int) -> None:
@@ -84,11 +67,12 @@ def webhook_event_process(*, event_pk: int) -> None:
             return
         event.attempts += 1
         event.save(update_fields=["attempts"])
-    ids = _event_transaction_ids(event.payload)
-    payments = list(
-        Payment.objects.filter(provider=event.provider).filter(Q(connector_transaction_id__in=ids))
-    )
     try:
+        # The payments the event is about, as its provider reads its stored payload.
+        ids = provider_class(event.provider).webhook_event(event.payload).transaction_ids
+        payments = list(
+            Payment.objects.filter(provider=event.provider).filter(Q(connector_transaction_id__in=ids))
+        )
         for payment in payments:
             payment_refunds_reconcile(payment_id=payment.pk)
     except Exception as error:

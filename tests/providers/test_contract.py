@@ -6,21 +6,38 @@ refund's outcome) and passing every test here unchanged.
 A provider whose API can neither list a payment's refunds nor report its refunded sum
 (Robokassa) says so with `lists_refunds = False`: its list_refunds refuses with
 "lookup_unavailable", and instead of its refunded sum the contract checks that the provider
-itself refuses a refund beyond what remains."""
+itself refuses a refund beyond what remains.
 
+Every capability the core asks about is declared on the protocol (refunds/providers/base.py)
+with a default, and every adapter subclasses it: nothing is found out with hasattr."""
+
+import datetime
 from dataclasses import dataclass
 from typing import Callable
 
 import pytest
+from django.utils import timezone
 
-from refunds.providers import get_provider, known_provider_names
+from refunds.providers import get_provider, known_provider_names, provider_class
 from refunds.providers.base import (
     LineItem,
     Money,
     PermanentProviderError,
     ProviderRefundStatus,
+    RefundProvider,
+    SoldPayment,
     TransactionNotFound,
+    WebhookRejected,
 )
+
+CAPABILITIES = {
+    "supports_items": bool,
+    "item_tax_rates": tuple,
+    "idempotent_create": bool,
+    "lists_refunds": bool,
+    "lists_payments": bool,
+    "receives_webhooks": bool,
+}
 
 FINAL = {ProviderRefundStatus.SUCCEEDED, ProviderRefundStatus.FAILED, ProviderRefundStatus.CANCELED}
 
@@ -76,7 +93,26 @@ def adapter(harness):
 
 
 def lists_refunds(adapter) -> bool:
-    return getattr(type(adapter), "lists_refunds", True)
+    return type(adapter).lists_refunds
+
+
+@pytest.mark.parametrize("name", sorted(HARNESSES))
+def test_capabilities_are_declared_on_the_protocol_with_defaults(name):
+    cls = provider_class(name)
+    assert RefundProvider in cls.__mro__  # subclassed, so the defaults below are inherited
+    for capability, kind in CAPABILITIES.items():
+        assert capability in vars(RefundProvider), f"{capability} is not declared on the protocol"
+        assert isinstance(getattr(cls, capability), kind)
+    # The cautious defaults: no items, no idempotency, no listing, no webhooks.
+    assert {capability: getattr(RefundProvider, capability) for capability in CAPABILITIES} == {
+        "supports_items": False,
+        "item_tax_rates": (),
+        "idempotent_create": False,
+        "lists_refunds": False,
+        "lists_payments": False,
+        "receives_webhooks": False,
+    }
+    assert cls.supports_items == bool(cls.item_tax_rates)
 
 
 def assert_nothing_more_refundable(adapter, harness, txn):
@@ -230,3 +266,30 @@ def test_items(adapter, harness):
     )
     if lists_refunds(adapter):
         assert adapter.get_payment(connector_transaction_id=txn).amount_refunded == 2_500
+
+
+def test_list_payments(adapter, harness):
+    txn = harness.pay(4_200, False)
+    now = timezone.now()
+    window = {"created_gte": now - datetime.timedelta(minutes=5), "created_lt": now + datetime.timedelta(minutes=5)}
+    if not type(adapter).lists_payments:
+        with pytest.raises(PermanentProviderError) as raised:
+            list(adapter.list_payments(**window))
+        assert raised.value.code == "lookup_unavailable" and raised.value.message
+        return
+    requests = []
+
+    listed = {p.connector_transaction_id: p for p in adapter.list_payments(**window, before_request=lambda: requests.append(1))}
+
+    assert isinstance(listed[txn], SoldPayment) and listed[txn].amount == Money(4_200, harness.currency)
+    assert requests  # every page books the rate limiter first
+
+
+def test_an_unverified_webhook_is_never_taken(adapter, harness):
+    with pytest.raises(WebhookRejected) as raised:
+        adapter.parse_webhook(payload=b'{"id": "evt_1", "type": "refund.updated"}', headers={})
+
+    # A provider that sends webhooks rejects it (400, or 503 while it has no secret); one that
+    # sends none has no such endpoint.
+    expected = {400, 503} if type(adapter).receives_webhooks else {404}
+    assert raised.value.http_status in expected and raised.value.code and raised.value.message

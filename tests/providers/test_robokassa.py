@@ -17,7 +17,8 @@ from refunds.checks import providers_configured
 from refunds.providers import get_provider
 from refunds.providers.base import Money, PermanentProviderError, TransientProviderError
 from refunds.providers.base import TransactionNotFound
-from refunds.providers.robokassa import RobokassaProvider, parse_op_state, to_minor, to_rubles
+from refunds.providers.robokassa import RobokassaProvider
+from refunds.providers.robokassa_api import parse_op_state, to_minor, to_rubles
 
 OP_STATE = "/Merchant/WebService/Service.asmx/OpStateExt"
 

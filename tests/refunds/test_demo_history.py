@@ -2,7 +2,7 @@ import pytest
 from django.utils import timezone
 
 from approvals.models import Approval
-from refunds.demo_history import HISTORY_BATCH, demo_history_create
+from devtools.demo.history import HISTORY_BATCH, demo_history_create
 from refunds.models import OPEN_STATUSES, RefundLog, RefundRequest, Sale
 from tests import factories
 

@@ -11,6 +11,7 @@ import pytest
 from refunds.services import execution, intake
 from refunds.models import RefundOrigin, RefundRequest, RefundStatus, WebhookEvent
 from refunds.money import Money
+from refunds.providers import get_provider
 from refunds.services.webhooks import webhook_event_process
 
 pytestmark = pytest.mark.django_db
@@ -167,6 +168,36 @@ def test_lost_create_answer_is_matched_by_merchant_refund_id(client, agent, stri
     refund.refresh_from_db()
     assert refund.connector_refund_id == at_stripe.id and refund.status == RefundStatus.SUCCEEDED
     assert not RefundRequest.objects.filter(origin=RefundOrigin.EXTERNAL).exists()
+
+
+def test_signed_bodies_that_are_no_event_are_400_and_change_nothing(client):
+    for body in (b"[]", json.dumps({"type": "refund.updated", "data": {}}).encode(), b'"evt"'):
+        response = client.post(URL, data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=sign(body))
+        assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_payload", body
+    assert not WebhookEvent.objects.exists()
+
+
+def test_the_adapter_tells_which_events_are_about_refunds_and_their_payments(agent, stripe_sandbox):
+    refund = file_and_submit(agent, stripe_sandbox)
+    created = next(e for e in sandbox_events(stripe_sandbox, refund.connector_refund_id) if e["type"] == "refund.created")
+    adapter = get_provider("stripe")
+
+    event = adapter.webhook_event(created)
+    other = adapter.webhook_event({"id": "evt_x", "type": "customer.created", "data": {"object": {"id": "cus_1"}}})
+
+    assert (event.event_id, event.type, event.is_refund_event) == (created["id"], "refund.created", True)
+    assert refund.connector_transaction_id in event.transaction_ids
+    assert (other.is_refund_event, other.transaction_ids) == (False, frozenset())
+
+
+def test_providers_that_send_no_webhooks_or_are_not_enabled_answer_404(client, settings):
+    robokassa = client.post("/webhooks/robokassa/", data=b"{}", content_type="application/json")
+    settings.REFUND_PROVIDERS = ["robokassa"]
+    disabled = client.post(URL, data=b"{}", content_type="application/json", HTTP_STRIPE_SIGNATURE=sign(b"{}"))
+
+    for response in (robokassa, disabled):
+        assert response.status_code == 404 and response.json()["error"]["code"] == "unknown_provider"
+    assert not WebhookEvent.objects.exists()
 
 
 def test_unconfigured_webhooks_answer_503(client, settings):

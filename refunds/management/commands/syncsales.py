@@ -3,7 +3,7 @@ import datetime
 from django.core.management.base import BaseCommand, CommandError
 
 from refunds import reports, sales
-from refunds.providers import UnknownProvider
+from refunds.providers import UnknownProvider, default_sales_provider_name
 from refunds.providers.base import ProviderError
 
 
@@ -23,9 +23,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--start", type=_date)
         parser.add_argument("--end", type=_date)
-        parser.add_argument("--provider", default="stripe")
+        parser.add_argument("--provider", help="default: the default provider that lists its payments")
 
-    def handle(self, *args, start=None, end=None, provider="stripe", **options):
+    def handle(self, *args, start=None, end=None, provider=None, **options):
+        provider = provider or default_sales_provider_name()
         yesterday = reports.business_yesterday()
         start = start or end or yesterday
         end = end or start

@@ -11,8 +11,9 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from devtools.demo.history import demo_history_create
+from devtools.robokassa_sandbox.control import Sandbox, SandboxError
 from refunds.authentication import api_token_create
-from refunds.demo_history import demo_history_create
 from refunds.models import Payment
 from refunds.money import Money
 from refunds.providers import provider_names
@@ -108,8 +109,6 @@ class Command(BaseCommand):
 
     def _robokassa_demo(self, users, *, wait: bool) -> None:
         """Demo payments at the local Robokassa emulator (skipped against any other host)."""
-        from devtools.robokassa_sandbox.control import Sandbox, SandboxError
-
         base = settings.ROBOKASSA_API_BASE
         deadline = time.monotonic() + (60 if wait else 0)
         while True:
