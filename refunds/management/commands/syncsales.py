@@ -2,7 +2,7 @@ import datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
-from refunds import reports, sales
+from refunds.reports import calendar, sales
 from refunds.providers import UnknownProvider
 from refunds.providers.base import ProviderError
 
@@ -26,7 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--provider", default="stripe")
 
     def handle(self, *args, start=None, end=None, provider="stripe", **options):
-        yesterday = reports.business_yesterday()
+        yesterday = calendar.business_yesterday()
         start = start or end or yesterday
         end = end or start
         if end < start:
