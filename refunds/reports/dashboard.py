@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from refunds.models import FINAL_STATUSES, RefundRequest, RefundStatus
 from refunds.reports.calendar import business_today, business_zone, days_between, report_range
-from refunds.reports.summary import ProductRate, product_refund_rates
+from refunds.reports.summary import ProductRate, product_refund_rates, report_queries
 
 # The order the statuses stack in, bottom to top: where refunds end up first, open ones on top.
 VOLUME_STATUSES = [
@@ -196,8 +196,7 @@ GROUP BY GROUPING SETS ((day), ())
 
 def _resolution_in_postgresql(low: datetime, high: datetime, *, tz: str):
     sql = _RESOLUTION_SQL.format(table=RefundRequest._meta.db_table)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL work_mem = '32MB'; SET LOCAL jit = off")
+    with report_queries(), connection.cursor() as cursor:
         cursor.execute(sql, {"tz": tz, "low": low, "high": high, "final": sorted(str(s) for s in FINAL_STATUSES)})
         columns = [column.name for column in cursor.description]
         rows = [dict(zip(columns, row)) for row in cursor.fetchall()]

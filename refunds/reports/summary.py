@@ -35,9 +35,8 @@ NO_PRODUCT_LABEL = "(no product)"
 FAILURE_STATUSES = (RefundStatus.FAILED, RefundStatus.NEEDS_ATTENTION)
 
 
-
 @contextlib.contextmanager
-def _report_queries():
+def report_queries():
     """PostgreSQL compiles queries whose estimated cost passes jit_above_cost; for these
     aggregates over an index range (a month: ~100k rows) compiling costs more (~200 ms) than
     it saves. The percentiles sort a month of intervals: room for that in memory rather than
@@ -239,7 +238,7 @@ def _auto_approved_count(requested: QuerySet, *, low_id: int, high_id: int) -> i
 
 def refund_summary(*, start: datetime.date, end: datetime.date, tz: str | None = None) -> RefundSummary:
     since, until = report_range(start=start, end=end, tz=tz)
-    with _report_queries():
+    with report_queries():
         return _refund_summary(start=start, end=end, tz=tz, since=since, until=until)
 
 
@@ -366,7 +365,7 @@ def product_refund_rates(
         .values("product", "currency", "source")
         .annotate(n=Count("pk"), amount=Sum("amount_minor"))
     )
-    with _report_queries():
+    with report_queries():
         refunded, sold = list(refunded), list(sold)
     rates = _product_rates(refunded, sold)
     rates.sort(
