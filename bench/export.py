@@ -8,7 +8,7 @@ resolved, each with its approvals (auto, one or two managers, rejections). Then,
 own process, measured with wall time and peak RSS (os.wait4's rusage of that child):
 
 - `psql \\copy (the app's export query) to FILE csv header`: the baseline;
-- the app's export job (`refunds.exports.export_job_run`, as a worker runs it): rows from the
+- the app's export job (`refunds.reports.exports.jobs.export_job_run`, as a worker runs it): rows from the
   server-side cursor to CSV, stored in the database as 1 MiB ExportChunk rows;
 - the same rows and CSV writer straight into a local file (no chunk storage).
 
@@ -144,15 +144,16 @@ def fill(refunds: int) -> None:
 
 def export_sql() -> str:
     """The app's export query for an accountant with no filters, as literal SQL for psql."""
+    # Imported here, not at the top: the app's modules need the settings setup_django() made.
     from django.contrib.auth import get_user_model
     from django.db import connection
     from psycopg import ClientCursor
 
-    from refunds import exports
+    from refunds.reports.exports import query as export_query
 
     user = get_user_model().objects.get(username=EXPORTER)
-    qs = exports.refunds_for_export(user=user, filters={})
-    columns = exports.export_columns()
+    qs = export_query.refunds_for_export(user=user, filters={})
+    columns = export_query.export_columns()
     names = [f"c{index}" for index in range(len(columns))]
     from django.conf import settings
 
@@ -209,23 +210,26 @@ def _lines(path: str) -> int:
 def child(mode: str, path: str) -> None:
     """In the measured process: the app's export, then a JSON line about it."""
     setup_django()
+    # Imported after setup_django(): the app's modules need its settings.
     from django.contrib.auth import get_user_model
 
-    from refunds import exports
     from refunds.models import ExportChunk, ExportJob
+    from refunds.reports.exports import jobs as export_jobs
+    from refunds.reports.exports import query as export_query
+    from refunds.reports.exports import writers as export_writers
 
     user = get_user_model().objects.get(username=EXPORTER)
     started = time.perf_counter()
     if mode == "job":
         job = ExportJob.objects.create(requested_by=user, format=ExportJob.Format.CSV, filters={})
         started = time.perf_counter()
-        job = exports.export_job_run(job_id=job.pk)
+        job = export_jobs.export_job_run(job_id=job.pk)
         seconds = time.perf_counter() - started
         report = {"state": job.state, "rows": job.rows_written, "bytes": job.bytes_written,
                   "chunks": ExportChunk.objects.filter(job=job).count()}
     else:
-        with exports.export_reading(user=user, filters={}) as (_, batches), open(path, "wb") as out:
-            rows = exports.write_csv(batches, exports.export_headers(), out)
+        with export_jobs.export_reading(user=user, filters={}) as (_, batches), open(path, "wb") as out:
+            rows = export_writers.write_csv(batches, export_query.export_headers(), out)
         seconds = time.perf_counter() - started
         report = {"rows": rows, "bytes": os.path.getsize(path)}
     report["export_seconds"] = round(seconds, 2)

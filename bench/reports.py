@@ -177,9 +177,10 @@ def main():
     if not args.keep_data:
         reset_database(DB)
     setup_django(DB, REPORTS_TIME_ZONE=TIME_ZONE)
+    # Imported after setup_django(): the app's modules need its settings.
     from django.test import Client
 
-    from refunds.reports import business_today
+    from refunds.reports.calendar import business_today
 
     agent, manager, accountant = users()
     if args.keep_data:

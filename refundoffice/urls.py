@@ -14,7 +14,7 @@ urlpatterns = [
     path("refunds/", refund_list, name="refund-list"),
     path("refunds/new", refund_new, name="refund-new"),
     path("refunds/<str:merchant_refund_id>", refund_detail, name="refund-detail"),
-    path("reports/", include("refunds.reports_urls")),
+    path("reports/", include("refunds.reports.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("refunds.api_urls")),
     path("healthz", healthz, name="healthz"),

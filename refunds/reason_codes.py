@@ -1,5 +1,7 @@
 """The default reason codes, kept present after every migrate (and after a test flush)."""
 
+from refunds.models import ReasonCode
+
 # (code, label, Stripe's reason, position)
 DEFAULT_REASON_CODES = [
     ("duplicate_charge", "Duplicate charge", "duplicate", 10),
@@ -13,8 +15,6 @@ DEFAULT_REASON_CODES = [
 
 def ensure_reason_codes(sender=None, **kwargs):
     """Create the defaults that are missing; never touch codes a superuser has edited."""
-    from refunds.models import ReasonCode
-
     for code, label, stripe_reason, position in DEFAULT_REASON_CODES:
         ReasonCode.objects.get_or_create(
             code=code, defaults={"label": label, "stripe_reason": stripe_reason, "position": position}
@@ -24,8 +24,6 @@ def ensure_reason_codes(sender=None, **kwargs):
 def active_reason_codes() -> list[str]:
     """Codes a request may use. Falls back to the defaults where the database cannot be read
     (the OpenAPI schema is also built outside requests)."""
-    from refunds.models import ReasonCode
-
     try:
         return list(ReasonCode.objects.filter(active=True).values_list("code", flat=True))
     except Exception:  # noqa: BLE001 - no database yet (collection, checks)

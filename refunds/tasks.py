@@ -1,5 +1,6 @@
 """Celery tasks: thin. Each takes ids, calls one service."""
 
+import datetime
 import logging
 
 import requests
@@ -8,7 +9,10 @@ from celery import shared_task
 from refunds import notifications
 from refunds.services import dispatch, execution, webhooks
 from refunds.models import RefundRequest
+from refunds.providers import UnknownProvider
 from refunds.providers.base import TransientProviderError
+from refunds.reports import calendar, morning, sales
+from refunds.reports.exports import jobs as export_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +69,7 @@ def sales_sync_task(provider: str = "", start: str | None = None, end: str | Non
     """Sync the provider's payments of [start, end] (ISO dates; default: yesterday in the
     business zone) into Sale rows; no provider named: the default one that lists payments.
     Idempotent: the beat runs it often."""
-    import datetime
-
-    from refunds import reports, sales
-    from refunds.providers import UnknownProvider
-
-    yesterday = reports.business_yesterday()
+    yesterday = calendar.business_yesterday()
     try:
         result = sales.sales_sync(
             provider=provider,
@@ -86,22 +85,18 @@ def sales_sync_task(provider: str = "", start: str | None = None, end: str | Non
 @shared_task
 def summary_send_due_task():
     # A failed send stays claimed without sent_at and is taken up again by a later tick.
-    delivery = notifications.summary_send_due()
+    delivery = morning.summary_send_due()
     if delivery is not None:
         logger.info("morning summary for %s: %s", delivery.day, "sent" if delivery.sent_at else delivery.error)
 
 
 @shared_task(acks_late=True)
 def export_job_run_task(job_id: int):
-    from refunds import exports
-
-    exports.export_job_run(job_id=job_id)
+    export_jobs.export_job_run(job_id=job_id)
 
 
 @shared_task
 def export_jobs_sweep_task():
-    from refunds import exports
-
-    swept = exports.export_jobs_sweep()
+    swept = export_jobs.export_jobs_sweep()
     if any(swept.values()):
         logger.info("export jobs sent again: %s", swept)

@@ -8,7 +8,6 @@ import contextlib
 import random
 import uuid
 from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
@@ -16,6 +15,7 @@ from django.utils import timezone
 
 from approvals.models import Approval
 from refunds.models import Payment, RefundLog, RefundRequest, RefundStatus, Sale
+from refunds.reports.calendar import business_today, business_zone
 
 HISTORY_BATCH = "demo history"
 # product: (price in cents, sales a day, share refunded, reason codes)
@@ -42,8 +42,8 @@ def demo_history_create(*, users: dict, days: int = 60, seed: int = 7) -> int:
     if Sale.objects.filter(import_batch=HISTORY_BATCH).exists():
         return 0
     rng = random.Random(seed)
-    zone = ZoneInfo(settings.REPORTS_TIME_ZONE)
-    today = timezone.now().astimezone(zone).date()
+    zone = business_zone()
+    today = business_today()
     agent, managers = users["agent"], [users["manager"], users["manager2"]]
     sales, refunds = [], []
     for back in range(days, 0, -1):

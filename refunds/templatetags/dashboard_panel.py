@@ -2,7 +2,7 @@
 
 from django import template
 
-from refunds.dashboard_views import dashboard_panel_context
+from refunds.reports.views.dashboard import dashboard_panel_context
 
 register = template.Library()
 

@@ -6,10 +6,18 @@ from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
 
 import pytest
+from django.db.models.functions import TruncDate
 from django.urls import reverse
 
-from refunds.dashboard import dashboard_queue, dashboard_resolution, dashboard_volume, percentile_cont
-from refunds.models import RefundRequest, RefundStatus, Sale
+from refunds.models import FINAL_STATUSES, RefundRequest, RefundStatus, Sale
+from refunds.reports.calendar import business_zone, report_range
+from refunds.reports.dashboard import (
+    _resolution_in_python,
+    dashboard_queue,
+    dashboard_resolution,
+    dashboard_volume,
+    percentile_cont,
+)
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -101,12 +109,6 @@ def test_time_to_resolution_per_day_and_overall(resolutions):
 
 
 def test_the_sqlite_fallback_agrees_with_postgresql(resolutions):
-    from django.db.models.functions import TruncDate
-
-    from refunds.dashboard import _resolution_in_python
-    from refunds.models import FINAL_STATUSES
-    from refunds.reports import business_zone, report_range
-
     low, high = report_range(start=date(2026, 11, 9), end=date(2026, 11, 11))
     rows = RefundRequest.objects.filter(
         created_at__gte=low, created_at__lt=high, status__in=FINAL_STATUSES, resolved_at__isnull=False

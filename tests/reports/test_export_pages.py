@@ -7,12 +7,13 @@ import re
 from html import unescape
 from urllib.parse import parse_qs, urlsplit
 
+import openpyxl
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from refunds import exports
 from refunds.models import ExportJob, RefundRequest, RefundStatus
+from refunds.reports.exports import jobs as export_jobs
 from tests.factories import PaymentFactory, RefundFactory, UserFactory
 from tests.factories import accountant as make_accountant
 from tests.factories import agent as make_agent
@@ -119,7 +120,7 @@ def test_export_from_the_page_queues_shows_progress_then_downloads(client, accou
     assert "Status: Succeeded" in waiting and "Requested from: 2020-01-01" in waiting
     assert client.get(reverse("export-download", args=[job.pk])).url == response.url  # not ready yet
 
-    exports.export_job_run(job_id=job.pk)
+    export_jobs.export_job_run(job_id=job.pk)
 
     ready = client.get(response.url).content.decode()
     assert '<meta http-equiv="refresh"' not in ready and "Ready" in ready and "1 of 1 rows" in ready
@@ -186,10 +187,8 @@ def test_admin_export_buttons_carry_the_lists_filters(client, accountant, agent,
     response, _ = post_export(client, django_capture_on_commit_callbacks, **initial)
     job = ExportJob.objects.get()
     assert job.format == "xlsx" and job.filters == {"status": ["succeeded"], "currency": "JPY", "q": "mug"}
-    exports.export_job_run(job_id=job.pk)
-    import openpyxl
-
-    sheet = openpyxl.load_workbook(io.BytesIO(b"".join(exports.export_chunks(job))), read_only=True).active
+    export_jobs.export_job_run(job_id=job.pk)
+    sheet = openpyxl.load_workbook(io.BytesIO(b"".join(export_jobs.export_chunks(job))), read_only=True).active
     assert [row[0] for row in sheet.iter_rows(values_only=True)] == ["merchant_refund_id", "mug-jpy"]
 
     client.force_login(agent)

@@ -14,8 +14,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from approvals.models import Approval
-from refunds import exports
+from refunds import errors
 from refunds.models import ExportChunk, ExportJob, RefundOrigin, RefundRequest, RefundStatus
+from refunds.reports.exports import jobs, query, writers
 from tests.factories import PaymentFactory, RefundFactory, UserFactory, agent
 
 pytestmark = pytest.mark.django_db
@@ -48,16 +49,16 @@ def refund(merchant_refund_id: str, **fields) -> RefundRequest:
 
 def run_export(user, django_capture_on_commit_callbacks, fmt="csv", **filters) -> ExportJob:
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        job = exports.export_job_create(user=user, format=fmt, filters=filters)
+        job = jobs.export_job_create(user=user, format=fmt, filters=filters)
     assert len(callbacks) == 1  # the task is sent once the job is committed
-    exports.export_job_run(job_id=job.pk)
+    jobs.export_job_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.state == ExportJob.State.DONE, job.error
     return job
 
 
 def file_bytes(job: ExportJob) -> bytes:
-    return b"".join(exports.export_chunks(job))
+    return b"".join(jobs.export_chunks(job))
 
 
 def csv_rows(job: ExportJob) -> list[dict]:
@@ -175,7 +176,7 @@ def test_approvers_cost_no_query_per_refund(manager):
         qs = RefundRequest.objects.filter(merchant_refund_id__startswith=f"q{count}-")
         for in_database in (True, False):
             with CaptureQueriesContext(connection) as queries:
-                rows = [row for batch in exports.export_rows(qs, in_database=in_database) for row in batch]
+                rows = [row for batch in query.export_rows(qs, in_database=in_database) for row in batch]
             assert len(rows) == count
             yield len(queries)
 
@@ -198,10 +199,10 @@ def test_python_path_gives_the_same_cells_as_the_database(manager, new_york):
             )
             Approval.objects.create(refund=row, approver=manager, decision=Approval.Decision.APPROVED)
     refund("same-ext", requested_by=None, origin=RefundOrigin.EXTERNAL)
-    qs = exports.refunds_for_export(user=manager, filters={})
+    qs = query.refunds_for_export(user=manager, filters={})
 
-    in_database = [row for batch in exports.export_rows(qs, in_database=True) for row in batch]
-    in_python = [row for batch in exports.export_rows(qs, in_database=False) for row in batch]
+    in_database = [row for batch in query.export_rows(qs, in_database=True) for row in batch]
+    in_python = [row for batch in query.export_rows(qs, in_database=False) for row in batch]
 
     assert len(in_database) == 5
     assert in_python == in_database
@@ -307,7 +308,7 @@ def test_formula_injection_is_neutralised_in_xlsx_and_numbers_stay_numbers(expor
 
 
 def test_xlsx_continues_on_a_new_sheet_past_the_row_limit(export, monkeypatch):
-    monkeypatch.setattr(exports, "XLSX_MAX_ROWS", 3)  # header + 2 rows a sheet
+    monkeypatch.setattr(writers, "XLSX_MAX_ROWS", 3)  # header + 2 rows a sheet
     for n in range(5):
         refund(f"x{n}", amount_minor=100 + n, currency="JPY", created_at=at(f"2026-02-0{n + 1} 00:00:00"))
 
@@ -322,16 +323,16 @@ def test_xlsx_continues_on_a_new_sheet_past_the_row_limit(export, monkeypatch):
 
 
 def test_a_large_file_is_stored_in_chunks_with_progress(export, monkeypatch):
-    monkeypatch.setattr(exports, "CHUNK_BYTES", 1000)
-    monkeypatch.setattr(exports, "BATCH_ROWS", 7)
+    monkeypatch.setattr(jobs, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(query, "BATCH_ROWS", 7)
     progress = []
-    real_commit = exports._ChunkSink._commit
+    real_commit = jobs._ChunkSink._commit
 
     def spy(sink, pieces, **fields):
         real_commit(sink, pieces, **fields)
         progress.append(ExportJob.objects.values_list("rows_written", "bytes_written").get(pk=sink.job_id))
 
-    monkeypatch.setattr(exports._ChunkSink, "_commit", spy)
+    monkeypatch.setattr(jobs._ChunkSink, "_commit", spy)
     for n in range(40):
         refund(f"big-{n:02d}", product="Widget " * 10)
 
@@ -350,7 +351,7 @@ def test_a_duplicated_task_writes_the_file_once(export):
     job = export()
     before = list(ExportChunk.objects.filter(job=job).values_list("pk", flat=True))
 
-    assert exports.export_job_run(job_id=job.pk) is None
+    assert jobs.export_job_run(job_id=job.pk) is None
 
     assert list(ExportChunk.objects.filter(job=job).values_list("pk", flat=True)) == before
     job.refresh_from_db()
@@ -365,11 +366,11 @@ def test_a_running_job_is_left_alone_until_its_worker_stops_reporting(accountant
     )  # fmt: skip
     ExportChunk.objects.create(job=job, seq=0, data=b"half a file from a dead worker")
 
-    assert exports.export_job_run(job_id=job.pk) is None  # its worker is alive
+    assert jobs.export_job_run(job_id=job.pk) is None  # its worker is alive
     assert ExportChunk.objects.filter(job=job).count() == 1
 
-    ExportJob.objects.filter(pk=job.pk).update(progress_at=timezone.now() - exports.STALE_AFTER - timedelta(seconds=1))
-    taken_over = exports.export_job_run(job_id=job.pk)
+    ExportJob.objects.filter(pk=job.pk).update(progress_at=timezone.now() - jobs.STALE_AFTER - timedelta(seconds=1))
+    taken_over = jobs.export_job_run(job_id=job.pk)
 
     assert taken_over.state == ExportJob.State.DONE and taken_over.rows_written == 1
     assert b"half a file" not in file_bytes(taken_over) and b"r1" in file_bytes(taken_over)
@@ -378,18 +379,18 @@ def test_a_running_job_is_left_alone_until_its_worker_stops_reporting(accountant
 def test_a_worker_that_lost_its_claim_stops_writing(export, monkeypatch, accountant):
     for n in range(3):
         refund(f"lost-{n}")
-    monkeypatch.setattr(exports, "BATCH_ROWS", 1)
+    monkeypatch.setattr(query, "BATCH_ROWS", 1)
     job = ExportJob.objects.create(requested_by=accountant, format="csv")
-    real_progress = exports._ChunkSink.progress
+    real_progress = jobs._ChunkSink.progress
 
     def taken_over_midway(sink, rows):
         if rows == 2:  # another worker took the job over meanwhile (new claim)
             ExportJob.objects.filter(pk=sink.job_id).update(started_at=timezone.now())
         real_progress(sink, rows)
 
-    monkeypatch.setattr(exports._ChunkSink, "progress", taken_over_midway)
+    monkeypatch.setattr(jobs._ChunkSink, "progress", taken_over_midway)
 
-    assert exports.export_job_run(job_id=job.pk) is None
+    assert jobs.export_job_run(job_id=job.pk) is None
     job.refresh_from_db()
     assert job.state == ExportJob.State.RUNNING and job.rows_written == 1  # left for its new owner
 
@@ -401,11 +402,11 @@ def test_a_failure_marks_the_job_failed_with_a_readable_error(accountant, monkey
         raise RuntimeError("the database went away")
         yield
 
-    monkeypatch.setattr(exports, "export_rows", broken)
+    monkeypatch.setattr(query, "export_rows", broken)
     with django_capture_on_commit_callbacks(execute=False):
-        job = exports.export_job_create(user=accountant, format="csv", filters={})
+        job = jobs.export_job_create(user=accountant, format="csv", filters={})
 
-    exports.export_job_run(job_id=job.pk)
+    jobs.export_job_run(job_id=job.pk)
 
     job.refresh_from_db()
     assert job.state == ExportJob.State.FAILED and job.finished_at is not None
@@ -413,20 +414,18 @@ def test_a_failure_marks_the_job_failed_with_a_readable_error(accountant, monkey
 
 
 def test_only_exporters_may_create_jobs(agent):
-    from refunds import errors
-
     with pytest.raises(errors.PermissionDenied):
-        exports.export_job_create(user=agent, format="csv", filters={})
+        jobs.export_job_create(user=agent, format="csv", filters={})
     assert not ExportJob.objects.exists()
 
 
 def test_a_job_whose_requester_lost_export_access_before_it_ran_writes_nothing(accountant, django_capture_on_commit_callbacks):
     refund("r-1")
     with django_capture_on_commit_callbacks(execute=False):
-        job = exports.export_job_create(user=accountant, format="csv", filters={})
+        job = jobs.export_job_create(user=accountant, format="csv", filters={})
     accountant.groups.clear()  # moved to another team while the job waited in the queue
 
-    exports.export_job_run(job_id=job.pk)
+    jobs.export_job_run(job_id=job.pk)
 
     job.refresh_from_db()
     assert job.state == ExportJob.State.FAILED
@@ -444,9 +443,9 @@ def test_the_sweeper_resends_lost_and_stale_jobs_once_per_period(accountant, dja
     ExportJob.objects.filter(pk=lost.pk).update(created_at=long_ago)
 
     with django_capture_on_commit_callbacks(execute=False) as sent:
-        swept = exports.export_jobs_sweep()
+        swept = jobs.export_jobs_sweep()
     with django_capture_on_commit_callbacks(execute=False) as sent_again:
-        swept_again = exports.export_jobs_sweep()
+        swept_again = jobs.export_jobs_sweep()
 
     assert swept == {"queued": [lost.pk], "stale": [dead.pk], "expired": []} and len(sent) == 2
     assert swept_again == {"queued": [], "stale": [dead.pk], "expired": []} and len(sent_again) == 1
@@ -456,9 +455,9 @@ def test_the_sweeper_resends_lost_and_stale_jobs_once_per_period(accountant, dja
 def test_finished_exports_are_deleted_after_a_week(export):
     refund("old")
     old, recent = export(), export()
-    ExportJob.objects.filter(pk=old.pk).update(finished_at=timezone.now() - exports.KEEP_FOR - timedelta(minutes=1))
+    ExportJob.objects.filter(pk=old.pk).update(finished_at=timezone.now() - jobs.KEEP_FOR - timedelta(minutes=1))
 
-    swept = exports.export_jobs_sweep()
+    swept = jobs.export_jobs_sweep()
 
     assert swept["expired"] == [old.pk]
     assert list(ExportJob.objects.values_list("pk", flat=True)) == [recent.pk]
@@ -476,7 +475,7 @@ def test_two_workers_running_the_same_job_at_once_write_one_file(accountant):
     def worker():
         try:
             barrier.wait()
-            results.append(exports.export_job_run(job_id=job.pk))
+            results.append(jobs.export_job_run(job_id=job.pk))
         finally:
             connection.close()
 

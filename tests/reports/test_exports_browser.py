@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from refunds import exports
 from refunds.models import ExportJob, RefundStatus
+from refunds.reports.exports import jobs as export_jobs
 from tests import factories
 from tests.fixtures.browser import SHOTS
 
@@ -48,7 +48,7 @@ def test_accountant_exports_follows_progress_and_downloads(login, tmp_path):
     page.screenshot(path=SHOTS / "exports-queued.png", full_page=True)
 
     job = ExportJob.objects.get()
-    exports.export_job_run(job_id=job.pk)  # as the worker would; the page notices by itself
+    export_jobs.export_job_run(job_id=job.pk)  # as the worker would; the page notices by itself
 
     link = page.get_by_test_id("download")
     link.wait_for()

@@ -7,8 +7,10 @@ import threading
 import pytest
 from django.db import connection
 
-from refunds import notifications, tasks
+from refundoffice.celery import app
+from refunds import tasks
 from refunds.models import RefundRequest, RefundStatus, SummaryDelivery
+from refunds.reports import morning as morning_summary
 from tests.factories import RefundFactory
 
 UTC = datetime.UTC
@@ -33,7 +35,7 @@ def refund_on(created, status, amount, product="pro", resolved=None):
 
 @pytest.mark.django_db
 def test_not_sent_before_the_configured_local_time(morning):
-    assert notifications.summary_send_due(now=SEND_TIME - datetime.timedelta(minutes=1)) is None
+    assert morning_summary.summary_send_due(now=SEND_TIME - datetime.timedelta(minutes=1)) is None
     assert not SummaryDelivery.objects.exists() and morning.messages == []
 
 
@@ -44,7 +46,7 @@ def test_sent_once_the_time_has_passed_with_yesterdays_figures(morning):
     refund_on(created, RefundStatus.PENDING_APPROVAL, 1000)
     refund_on(datetime.datetime(2026, 3, 11, 4, 30, tzinfo=UTC), RefundStatus.PENDING_APPROVAL, 999)  # today
 
-    delivery = notifications.summary_send_due(now=SEND_TIME)
+    delivery = morning_summary.summary_send_due(now=SEND_TIME)
 
     assert delivery.day == YESTERDAY and delivery.sent_at is not None and delivery.error == ""
     [message] = morning.messages
@@ -74,7 +76,7 @@ def test_concurrent_beats_send_one_message(morning):
     def beat():
         try:
             barrier.wait()
-            outcomes.append(notifications.summary_send_due(now=SEND_TIME))
+            outcomes.append(morning_summary.summary_send_due(now=SEND_TIME))
         finally:
             connection.close()
 
@@ -91,16 +93,16 @@ def test_concurrent_beats_send_one_message(morning):
 @pytest.mark.django_db
 def test_a_failed_send_is_retried_on_a_later_tick_and_never_repeated(morning):
     morning.status = 500
-    failed = notifications.summary_send_due(now=SEND_TIME)
+    failed = morning_summary.summary_send_due(now=SEND_TIME)
     assert failed.sent_at is None and "HTTPError" in failed.error
     assert morning.messages == []
     assert SummaryDelivery.objects.get(day=YESTERDAY).error
 
     morning.status = 200
-    sent = notifications.summary_send_due(now=SEND_TIME + datetime.timedelta(minutes=2))
+    sent = morning_summary.summary_send_due(now=SEND_TIME + datetime.timedelta(minutes=2))
     assert sent.sent_at is not None and sent.error == ""
-    assert notifications.summary_send_due(now=SEND_TIME + datetime.timedelta(minutes=4)) is None
-    assert notifications.summary_send_due(now=SEND_TIME + datetime.timedelta(hours=5)) is None
+    assert morning_summary.summary_send_due(now=SEND_TIME + datetime.timedelta(minutes=4)) is None
+    assert morning_summary.summary_send_due(now=SEND_TIME + datetime.timedelta(hours=5)) is None
     assert len(morning.messages) == 1
 
 
@@ -108,10 +110,10 @@ def test_a_failed_send_is_retried_on_a_later_tick_and_never_repeated(morning):
 def test_a_claim_whose_sender_died_is_taken_over_only_when_stale(morning):
     SummaryDelivery.objects.create(day=YESTERDAY)
     SummaryDelivery.objects.filter(day=YESTERDAY).update(claimed_at=SEND_TIME - datetime.timedelta(minutes=1))
-    assert notifications.summary_send_due(now=SEND_TIME) is None  # another sender may be posting now
+    assert morning_summary.summary_send_due(now=SEND_TIME) is None  # another sender may be posting now
     assert morning.messages == []
-    later = SEND_TIME + notifications.SUMMARY_RECLAIM_AFTER
-    assert notifications.summary_send_due(now=later).sent_at is not None
+    later = SEND_TIME + morning_summary.SUMMARY_RECLAIM_AFTER
+    assert morning_summary.summary_send_due(now=later).sent_at is not None
     assert len(morning.messages) == 1
 
 
@@ -119,13 +121,11 @@ def test_a_claim_whose_sender_died_is_taken_over_only_when_stale(morning):
 @pytest.mark.parametrize("setting", ["REPORTS_SUMMARY_SEND_AT", "SLACK_WEBHOOK_URL"])
 def test_nothing_is_sent_when_switched_off(settings, morning, setting):
     setattr(settings, setting, "")
-    assert notifications.summary_send_due(now=SEND_TIME) is None
+    assert morning_summary.summary_send_due(now=SEND_TIME) is None
     assert not SummaryDelivery.objects.exists() and morning.messages == []
 
 
 def test_the_beat_schedules_the_morning_summary_and_the_sales_sync():
-    from refundoffice.celery import app
-
     app.loader.import_default_modules()
     app.finalize()
     scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}

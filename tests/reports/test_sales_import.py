@@ -8,8 +8,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from refunds import sales
 from refunds.models import Sale
+from refunds.reports import sales
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,8 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from refunds import reports, sales, tasks
+from refunds import tasks
+from refunds.reports import calendar, sales
 from refunds.models import Sale
 from refunds.providers.base import TransientProviderError
 from refunds.providers.stripe import StripeProvider
@@ -20,7 +21,7 @@ SYNC = reverse("reports-sales-sync")
 
 @pytest.fixture
 def around_today():
-    today = reports.business_today()
+    today = calendar.business_today()
     # A day either side: a payment made at 23:59:59 is still found after midnight.
     return today - datetime.timedelta(days=1), today + datetime.timedelta(days=1)
 

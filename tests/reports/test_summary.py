@@ -9,7 +9,8 @@ from django.db import connection
 from django.urls import reverse
 
 from approvals.models import Approval
-from refunds import reports
+from refunds.reports import calendar
+from refunds.reports import summary as summaries
 from refunds.models import RefundRequest, RefundStatus, Sale
 from tests.factories import RefundFactory
 
@@ -67,16 +68,16 @@ def day_of_refunds(new_york):
 
 
 def test_report_range_is_the_local_day_as_aware_datetimes(new_york):
-    since, until = reports.report_range(start=DAY, end=DAY)
+    since, until = calendar.report_range(start=DAY, end=DAY)
     assert since == at(4) and until == at(4, day=11)  # EDT, UTC-4
     # The day daylight saving starts has 23 hours.
-    since, until = reports.report_range(start=datetime.date(2026, 3, 8), end=datetime.date(2026, 3, 8))
+    since, until = calendar.report_range(start=datetime.date(2026, 3, 8), end=datetime.date(2026, 3, 8))
     assert until.astimezone(UTC) - since.astimezone(UTC) == 23 * H
-    assert reports.report_range(start=DAY, end=DAY, tz="UTC") == (at(0), at(0, day=11))
+    assert calendar.report_range(start=DAY, end=DAY, tz="UTC") == (at(0), at(0, day=11))
 
 
 def test_counts_and_amounts_per_currency_and_status(day_of_refunds):
-    summary = reports.refund_summary(start=DAY, end=DAY)
+    summary = summaries.refund_summary(start=DAY, end=DAY)
     assert summary.requested_count == 7
     by = {(c.currency): c for c in summary.currencies}
     assert set(by) == {"USD", "EUR"}
@@ -92,36 +93,36 @@ def test_counts_and_amounts_per_currency_and_status(day_of_refunds):
 
 
 def test_approval_rate_and_auto_approved_share(day_of_refunds):
-    summary = reports.refund_summary(start=DAY, end=DAY)
+    summary = summaries.refund_summary(start=DAY, end=DAY)
     assert (summary.approved_count, summary.rejected_count, summary.auto_approved_count) == (4, 1, 2)
     assert summary.approval_rate == Decimal("0.8")
     assert summary.auto_approved_share == Decimal("0.5")
 
 
 def test_average_and_p90_times(day_of_refunds):
-    summary = reports.refund_summary(start=DAY, end=DAY)
+    summary = summaries.refund_summary(start=DAY, end=DAY)
     # Resolved: 30 min, 1 h, 2 h, 3 h, 4 h -> mean 2 h 06; p90 at position 3.6 -> 3 h 36.
-    assert summary.resolution == reports.DurationStats(count=5, average=2 * H + 6 * M, p90=3 * H + 36 * M)
+    assert summary.resolution == summaries.DurationStats(count=5, average=2 * H + 6 * M, p90=3 * H + 36 * M)
     # Approved after 1, 5, 10, 120 min -> mean 34 min; p90 at position 2.7 -> 10 + 0.7 * 110 = 87 min.
-    assert summary.approval == reports.DurationStats(count=4, average=34 * M, p90=87 * M)
+    assert summary.approval == summaries.DurationStats(count=4, average=34 * M, p90=87 * M)
 
 
 def test_the_portable_percentile_agrees_with_postgresql(day_of_refunds):
     if connection.vendor != "postgresql":
         pytest.skip("compares with PostgreSQL's percentile_cont")
-    since, until = reports.report_range(start=DAY, end=DAY)
+    since, until = calendar.report_range(start=DAY, end=DAY)
     qs = RefundRequest.objects.filter(created_at__gte=since, created_at__lt=until)
     for begin, finish in (("created_at", "resolved_at"), ("created_at", "approved_at")):
         for fraction in (0.0, 0.5, 0.9, 1.0):
-            native = reports._duration_stats_postgresql(qs, begin=begin, finish=finish, fraction=fraction)
-            portable = reports._duration_stats_portable(qs, begin=begin, finish=finish, fraction=fraction)
+            native = summaries._duration_stats_postgresql(qs, begin=begin, finish=finish, fraction=fraction)
+            portable = summaries._duration_stats_portable(qs, begin=begin, finish=finish, fraction=fraction)
             assert native == portable, (begin, finish, fraction)
-    empty = reports._duration_stats_portable(qs.none(), begin="created_at", finish="resolved_at", fraction=0.9)
-    assert empty == reports.DurationStats(count=0, average=None, p90=None)
+    empty = summaries._duration_stats_portable(qs.none(), begin="created_at", finish="resolved_at", fraction=0.9)
+    assert empty == summaries.DurationStats(count=0, average=None, p90=None)
 
 
 def test_failures_by_provider_and_code(day_of_refunds):
-    summary = reports.refund_summary(start=DAY, end=DAY)
+    summary = summaries.refund_summary(start=DAY, end=DAY)
     assert {(f.provider, f.error_code, f.count) for f in summary.failures} == {
         ("stripe", "card_declined", 1),
         ("robokassa", "timeout", 1),
@@ -129,13 +130,13 @@ def test_failures_by_provider_and_code(day_of_refunds):
 
 
 def test_a_range_adds_its_days(day_of_refunds):
-    summary = reports.refund_summary(start=datetime.date(2026, 3, 9), end=datetime.date(2026, 3, 11))
+    summary = summaries.refund_summary(start=datetime.date(2026, 3, 9), end=datetime.date(2026, 3, 11))
     assert summary.requested_count == 10
     assert (summary.approved_count, summary.auto_approved_count) == (6, 3)
 
 
 def test_an_empty_day_has_no_rates():
-    summary = reports.refund_summary(start=DAY, end=DAY)
+    summary = summaries.refund_summary(start=DAY, end=DAY)
     assert summary.requested_count == 0
     assert summary.approval_rate is None and summary.auto_approved_share is None
     assert summary.resolution.p90 is None
@@ -162,17 +163,17 @@ def test_refund_rate_by_product_with_sales_from_both_sources(new_york):
     refund(at(12), S.SUCCEEDED, amount=5000, currency="EUR", product="team", resolved=2 * H)
     refund(at(12), S.SUCCEEDED, amount=300, product="ghost", resolved=2 * H)
 
-    rates = reports.product_refund_rates(start=DAY, end=DAY)
+    rates = summaries.product_refund_rates(start=DAY, end=DAY)
     assert [(r.product, r.currency) for r in rates] == [
         ("team", "EUR"), ("pro", "USD"), ("widget", "USD"), ("ghost", "USD"),
     ]
     team, pro, widget, ghost = rates
-    assert pro == reports.ProductRate("pro", "USD", 2, 1500, 3, 25_000, ("import", "stripe"))
+    assert pro == summaries.ProductRate("pro", "USD", 2, 1500, 3, 25_000, ("import", "stripe"))
     assert pro.rate_by_amount == Decimal("0.06") and pro.rate_by_count == Decimal(2) / Decimal(3)
     assert team.rate_by_amount == Decimal("0.25") and team.sales_sources == ("import",)
     assert widget.rate_by_amount == 0 and widget.sales_sources == ("stripe",)
     assert ghost.rate_by_amount is None and ghost.sales_sources == () and ghost.sold_count == 0
-    assert reports.product_refund_rates(start=DAY, end=DAY, limit=2) == rates[:2]
+    assert summaries.product_refund_rates(start=DAY, end=DAY, limit=2) == rates[:2]
 
 
 # --- the page ---------------------------------------------------------------------------
@@ -205,8 +206,8 @@ def test_summary_page_defaults_to_yesterday(client, accountant, new_york):
     client.force_login(accountant)
     response = client.get(SUMMARY)
     assert response.status_code == 200
-    assert response.context["summary"].start == reports.business_yesterday()
-    assert response.context["summary"].end == reports.business_yesterday()
+    assert response.context["summary"].start == calendar.business_yesterday()
+    assert response.context["summary"].end == calendar.business_yesterday()
 
 
 @pytest.mark.parametrize(

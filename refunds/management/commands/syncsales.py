@@ -2,8 +2,8 @@ import datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
-from refunds import reports, sales
 from refunds.providers import UnknownProvider, default_sales_provider_name
+from refunds.reports import calendar, sales
 from refunds.providers.base import ProviderError
 
 
@@ -27,7 +27,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, start=None, end=None, provider=None, **options):
         provider = provider or default_sales_provider_name()
-        yesterday = reports.business_yesterday()
+        yesterday = calendar.business_yesterday()
         start = start or end or yesterday
         end = end or start
         if end < start:

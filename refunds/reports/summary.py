@@ -23,47 +23,20 @@ import datetime
 import math
 from dataclasses import dataclass
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Aggregate, Avg, Count, DurationField, F, Max, Min, Q, QuerySet, Sum
-from django.utils import timezone
 
+from approvals.models import Approval
 from refunds.models import FINAL_STATUSES, RefundRequest, RefundStatus, Sale
+from refunds.reports.calendar import business_zone, report_range
 
 NO_PRODUCT_LABEL = "(no product)"
-# The longest range the summary page and the API accept, in days.
-MAX_RANGE_DAYS = 366
 FAILURE_STATUSES = (RefundStatus.FAILED, RefundStatus.NEEDS_ATTENTION)
-
-# --- ranges -------------------------------------------------------------------------------
-
-
-def business_zone(tz: str | None = None) -> ZoneInfo:
-    return ZoneInfo(tz or settings.REPORTS_TIME_ZONE)
-
-
-def business_today(*, tz: str | None = None, now: datetime.datetime | None = None) -> datetime.date:
-    return (now or timezone.now()).astimezone(business_zone(tz)).date()
-
-
-def business_yesterday(*, tz: str | None = None, now: datetime.datetime | None = None) -> datetime.date:
-    return business_today(tz=tz, now=now) - datetime.timedelta(days=1)
-
-
-def report_range(
-    *, start: datetime.date, end: datetime.date, tz: str | None = None
-) -> tuple[datetime.datetime, datetime.datetime]:
-    """[start 00:00, end+1 00:00) in the business zone (settings.REPORTS_TIME_ZONE when tz is None), as aware datetimes."""
-    zone = business_zone(tz)
-    since = datetime.datetime.combine(start, datetime.time.min, tzinfo=zone)
-    until = datetime.datetime.combine(end + datetime.timedelta(days=1), datetime.time.min, tzinfo=zone)
-    return since, until
 
 
 @contextlib.contextmanager
-def _report_queries():
+def report_queries():
     """PostgreSQL compiles queries whose estimated cost passes jit_above_cost; for these
     aggregates over an index range (a month: ~100k rows) compiling costs more (~200 ms) than
     it saves. The percentiles sort a month of intervals: room for that in memory rather than
@@ -257,8 +230,6 @@ def _auto_approved_count(requested: QuerySet, *, low_id: int, high_id: int) -> i
     hash: the auto approvals of refunds with ids in the range's bounds (ids grow with
     created_at, so that is about the range) against the range, instead of one index probe
     per approved refund. Exact whatever the ids: the bounds only narrow the search."""
-    from approvals.models import Approval
-
     auto = Approval.objects.filter(
         decision=Approval.Decision.AUTO_APPROVED, refund_id__gte=low_id, refund_id__lte=high_id
     ).values("refund_id")
@@ -267,15 +238,55 @@ def _auto_approved_count(requested: QuerySet, *, low_id: int, high_id: int) -> i
 
 def refund_summary(*, start: datetime.date, end: datetime.date, tz: str | None = None) -> RefundSummary:
     since, until = report_range(start=start, end=end, tz=tz)
-    with _report_queries():
+    with report_queries():
         return _refund_summary(start=start, end=end, tz=tz, since=since, until=until)
 
 
 def _refund_summary(*, start, end, tz, since, until) -> RefundSummary:
     requested = RefundRequest.objects.filter(created_at__gte=since, created_at__lt=until).order_by()
+    counts = _status_counts(requested)
+    durations = _durations(
+        requested,
+        [
+            _Span("resolution", "created_at", "resolved_at", Q(status__in=FINAL_STATUSES)),
+            _Span("approval", "created_at", "approved_at"),
+        ],
+    )
+    failures = tuple(
+        FailureCount(row["provider"], row["error_code"], row["n"])
+        for row in requested.filter(status__in=FAILURE_STATUSES)
+        .values("provider", "error_code")
+        .annotate(n=Count("pk"))
+        .order_by("-n", "provider", "error_code")
+    )
+    return RefundSummary(
+        start=start,
+        end=end,
+        time_zone=str(business_zone(tz)),
+        since=since,
+        until=until,
+        requested_count=sum(c.count for c in counts.currencies),
+        currencies=counts.currencies,
+        approved_count=counts.approved,
+        auto_approved_count=counts.auto_approved,
+        rejected_count=counts.rejected,
+        resolution=durations["resolution"],
+        approval=durations["approval"],
+        failures=failures,
+    )
 
-    # One pass by (currency, status) also counts approvals and bounds the ids in the range;
-    # one more computes both durations; failures read the (status, created_at) index.
+
+@dataclass(frozen=True)
+class _StatusCounts:
+    currencies: tuple[CurrencyTotal, ...]
+    approved: int
+    auto_approved: int
+    rejected: int
+
+
+def _status_counts(requested: QuerySet) -> _StatusCounts:
+    """One pass by (currency, status) also counts approvals and bounds the ids in the range;
+    the durations take one more, and failures read the (status, created_at) index."""
     rows = requested.values("currency", "status").annotate(
         n=Count("pk"),
         amount=Sum("amount_minor"),
@@ -306,38 +317,7 @@ def _refund_summary(*, start, end, tz, since, until) -> RefundSummary:
         )
         for currency, totals in sorted(by_currency.items())
     )
-
-    durations = _durations(
-        requested,
-        [
-            _Span("resolution", "created_at", "resolved_at", Q(status__in=FINAL_STATUSES)),
-            _Span("approval", "created_at", "approved_at"),
-        ],
-    )
-
-    failures = tuple(
-        FailureCount(row["provider"], row["error_code"], row["n"])
-        for row in requested.filter(status__in=FAILURE_STATUSES)
-        .values("provider", "error_code")
-        .annotate(n=Count("pk"))
-        .order_by("-n", "provider", "error_code")
-    )
-
-    return RefundSummary(
-        start=start,
-        end=end,
-        time_zone=str(business_zone(tz)),
-        since=since,
-        until=until,
-        requested_count=sum(c.count for c in currencies),
-        currencies=currencies,
-        approved_count=approved,
-        auto_approved_count=auto,
-        rejected_count=rejected,
-        resolution=durations["resolution"],
-        approval=durations["approval"],
-        failures=failures,
-    )
+    return _StatusCounts(currencies=currencies, approved=approved, auto_approved=auto, rejected=rejected)
 
 
 # --- refund rate by product ---------------------------------------------------------------
@@ -385,8 +365,23 @@ def product_refund_rates(
         .values("product", "currency", "source")
         .annotate(n=Count("pk"), amount=Sum("amount_minor"))
     )
-    with _report_queries():
+    with report_queries():
         refunded, sold = list(refunded), list(sold)
+    rates = _product_rates(refunded, sold)
+    rates.sort(
+        key=lambda r: (
+            r.rate_by_amount is None,
+            -(r.rate_by_amount or 0),
+            -r.refunded_minor,
+            r.product,
+            r.currency,
+        )
+    )
+    return rates[:limit] if limit is not None else rates
+
+
+def _product_rates(refunded: list[dict], sold: list[dict]) -> list[ProductRate]:
+    """Refunded and sold rows joined on (product, currency)."""
     figures: dict[tuple[str, str], dict] = {}
 
     def entry(product: str, currency: str) -> dict:
@@ -404,8 +399,7 @@ def product_refund_rates(
         item["sold_count"] += row["n"]
         item["sold_minor"] += int(row["amount"] or 0)
         item["sources"].add(row["source"])
-
-    rates = [
+    return [
         ProductRate(
             product=product,
             currency=currency,
@@ -417,13 +411,3 @@ def product_refund_rates(
         )
         for (product, currency), item in figures.items()
     ]
-    rates.sort(
-        key=lambda r: (
-            r.rate_by_amount is None,
-            -(r.rate_by_amount or 0),
-            -r.refunded_minor,
-            r.product,
-            r.currency,
-        )
-    )
-    return rates[:limit] if limit is not None else rates

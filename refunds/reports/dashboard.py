@@ -1,11 +1,11 @@
 """Selectors behind the reports dashboard (/reports/ and the admin index panel).
 
 Everything is aggregated in SQL: a day is a day in the business time zone
-(settings.REPORTS_TIME_ZONE), a range is [start 00:00, end + 1 00:00) there (reports.report_range),
+(settings.REPORTS_TIME_ZONE), a range is [start 00:00, end + 1 00:00) there (calendar.report_range),
 and each chart is one GROUP BY over an indexed range of RefundRequest (created_at for the
 volume and time to resolution, (status, created_at) for the approval queue), so a 30-day range
 answers in tens of milliseconds over a million rows. Refunds count on the day they were
-requested, as in the daily summary (refunds/reports.py). Percentiles are PostgreSQL's
+requested, as in the daily summary (refunds/reports/summary.py). Percentiles are PostgreSQL's
 percentile_cont; on SQLite (local runs) the same linear interpolation is computed in Python.
 """
 
@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from refunds.models import FINAL_STATUSES, RefundRequest, RefundStatus
-from refunds.reports import ProductRate, business_today, business_zone, product_refund_rates, report_range
+from refunds.reports.calendar import business_today, business_zone, days_between, report_range
+from refunds.reports.summary import ProductRate, product_refund_rates, report_queries
 
 # The order the statuses stack in, bottom to top: where refunds end up first, open ones on top.
 VOLUME_STATUSES = [
@@ -57,10 +58,6 @@ def percentile_cont(values: list[float], fraction: float) -> float | None:
     position = fraction * (len(ordered) - 1)
     low, high = math.floor(position), math.ceil(position)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def _days(start: date, end: date) -> list[date]:
-    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
 
 
 # --- daily volume by status ------------------------------------------------------------------
@@ -123,7 +120,7 @@ def dashboard_volume(*, start: date, end: date, tz: str | None = None, measure: 
         elif row["currency"] == measure:
             cells[row["day"], row["status"]] += row["minor"]
     statuses = tuple(str(s) for s in VOLUME_STATUSES)
-    days = tuple(VolumeDay(day, tuple(cells[day, s] for s in statuses)) for day in _days(start, end))
+    days = tuple(VolumeDay(day, tuple(cells[day, s] for s in statuses)) for day in days_between(start, end))
     return Volume(
         measure=measure,
         statuses=statuses,
@@ -170,7 +167,7 @@ def dashboard_resolution(*, start: date, end: date, tz: str | None = None) -> Re
             resolved.annotate(day=TruncDate("created_at", tzinfo=business_zone(tz)))
         )
     days = []
-    for d in _days(start, end):
+    for d in days_between(start, end):
         row = per_day.get(d)
         days.append(
             ResolutionDay(d, row["n"], row["avg"], row["p90"]) if row else ResolutionDay(d, 0, None, None)
@@ -199,8 +196,7 @@ GROUP BY GROUPING SETS ((day), ())
 
 def _resolution_in_postgresql(low: datetime, high: datetime, *, tz: str):
     sql = _RESOLUTION_SQL.format(table=RefundRequest._meta.db_table)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL work_mem = '32MB'; SET LOCAL jit = off")
+    with report_queries(), connection.cursor() as cursor:
         cursor.execute(sql, {"tz": tz, "low": low, "high": high, "final": sorted(str(s) for s in FINAL_STATUSES)})
         columns = [column.name for column in cursor.description]
         rows = [dict(zip(columns, row)) for row in cursor.fetchall()]

@@ -21,7 +21,7 @@ from refunds.models import Sale
 from refunds.money import MAX_MINOR_AMOUNT, decimal_to_minor, is_known_currency
 from refunds.providers import default_sales_provider_name, get_provider
 from refunds.ratelimit import provider_slot_acquire
-from refunds.reports import business_zone, report_range
+from refunds.reports.calendar import business_zone, day_start, report_range
 
 logger = logging.getLogger(__name__)
 
@@ -146,18 +146,64 @@ class _Problems:
 def _parse_sold_at(value: str) -> datetime.datetime:
     """An ISO date (midnight in REPORTS_TIME_ZONE) or datetime (naive: in REPORTS_TIME_ZONE)."""
     value = value.strip()
-    zone = business_zone()
     if len(value) == 10:
-        day = datetime.date.fromisoformat(value)
-        return datetime.datetime.combine(day, datetime.time.min, tzinfo=zone)
+        return day_start(datetime.date.fromisoformat(value))
     moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone)
+        moment = moment.replace(tzinfo=business_zone())
     return moment
 
 
 def sales_import_parse(*, data: bytes, batch_name: str = "", user=None) -> list[Sale]:
     """Every row of the file as an unsaved Sale, or SalesImportError listing every bad row."""
+    reader = _csv_reader(data)
+    problems = _Problems()
+    sales: list[Sale] = []
+    seen: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        if None in row:
+            problems.add(line, "more values than columns.")
+            continue
+        values = {name: (row.get(name) or "").strip() for name in SALES_IMPORT_COLUMNS}
+        if not any(values.values()):
+            continue  # a blank line
+        reasons: list[str] = []
+        sale_id = values["sale_id"]
+        if not sale_id:
+            reasons.append("sale_id is empty")
+        elif len(sale_id) > 255:
+            reasons.append("sale_id is longer than 255 characters")
+        elif sale_id in seen:
+            reasons.append(f"sale_id {sale_id!r} is also on line {seen[sale_id]}")
+        else:
+            seen[sale_id] = line
+        sold_at = None
+        try:
+            sold_at = _parse_sold_at(values["sold_at"])
+        except ValueError:
+            reasons.append(f"sold_at {values['sold_at']!r} is not an ISO date (2026-01-31) or date-time")
+        if len(values["product"]) > 200:
+            reasons.append("product is longer than 200 characters")
+        currency = values["currency"].upper()
+        amount_minor = _parse_amount(values, currency, reasons)
+        if reasons:
+            problems.add(line, "; ".join(reasons) + ".")
+            continue
+        sales.append(
+            Sale(source=Sale.Source.IMPORT, external_id=sale_id, product=values["product"], amount_minor=amount_minor,
+                 currency=currency, sold_at=sold_at, import_batch=batch_name[:200], imported_by=user)
+        )
+    if problems.total:
+        raise SalesImportError(problems.shown, total_errors=problems.total)
+    if not sales:
+        raise SalesImportError(["The file has no sales (only a header or blank lines)."])
+    return sales
+
+
+def _csv_reader(data: bytes) -> csv.DictReader:
+    """The file's rows keyed by lower-cased column names, or SalesImportError when the file
+    itself is refused (too large, not UTF-8, a column missing)."""
     if len(data) > SALES_IMPORT_MAX_BYTES:
         raise SalesImportError(
             [f"The file is {len(data) / 1024 / 1024:.1f} MB; the limit is {SALES_IMPORT_MAX_BYTES // 1024 // 1024} MB. Split it into smaller files."]
@@ -175,76 +221,32 @@ def sales_import_parse(*, data: bytes, batch_name: str = "", user=None) -> list[
              f"(expected: {', '.join(SALES_IMPORT_COLUMNS)})."]
         )
     reader.fieldnames = header
-    problems = _Problems()
-    sales: list[Sale] = []
-    seen: dict[str, int] = {}
-    for row in reader:
-        line = reader.line_num
-        if None in row:
-            problems.add(line, "more values than columns.")
-            continue
-        values = {name: (row.get(name) or "").strip() for name in SALES_IMPORT_COLUMNS}
-        if not any(values.values()):
-            continue  # a blank line
-        reasons = []
-        sale_id = values["sale_id"]
-        if not sale_id:
-            reasons.append("sale_id is empty")
-        elif len(sale_id) > 255:
-            reasons.append("sale_id is longer than 255 characters")
-        elif sale_id in seen:
-            reasons.append(f"sale_id {sale_id!r} is also on line {seen[sale_id]}")
-        else:
-            seen[sale_id] = line
-        sold_at = None
-        try:
-            sold_at = _parse_sold_at(values["sold_at"])
-        except ValueError:
-            reasons.append(f"sold_at {values['sold_at']!r} is not an ISO date (2026-01-31) or date-time")
-        product = values["product"]
-        if len(product) > 200:
-            reasons.append("product is longer than 200 characters")
-        currency = values["currency"].upper()
-        amount_minor = None
-        try:
-            amount = Decimal(values["amount"])
-            if not amount.is_finite():
-                raise InvalidOperation
-        except InvalidOperation:
-            reasons.append(f"amount {values['amount']!r} is not a number")
-        else:
-            if amount < 0:
-                reasons.append(f"amount {values['amount']} is negative")
-            elif is_known_currency(currency):
-                try:
-                    amount_minor = decimal_to_minor(amount, currency)
-                except ValueError as error:
-                    reasons.append(f"amount {values['amount']}: {str(error).rstrip('.')}")
-                else:
-                    if amount_minor > MAX_MINOR_AMOUNT:
-                        reasons.append(f"amount {values['amount']} is too large")
-        if not is_known_currency(currency):
-            reasons.append(f"currency {values['currency']!r} is not a known ISO 4217 code")
-        if reasons:
-            problems.add(line, "; ".join(reasons) + ".")
-            continue
-        sales.append(
-            Sale(
-                source=Sale.Source.IMPORT,
-                external_id=sale_id,
-                product=product,
-                amount_minor=amount_minor,
-                currency=currency,
-                sold_at=sold_at,
-                import_batch=batch_name[:200],
-                imported_by=user,
-            )
-        )
-    if problems.total:
-        raise SalesImportError(problems.shown, total_errors=problems.total)
-    if not sales:
-        raise SalesImportError(["The file has no sales (only a header or blank lines)."])
-    return sales
+    return reader
+
+
+def _parse_amount(values: dict[str, str], currency: str, reasons: list[str]) -> int | None:
+    """The row's amount in minor units of `currency`; what is wrong is added to `reasons`."""
+    amount_minor = None
+    try:
+        amount = Decimal(values["amount"])
+        if not amount.is_finite():
+            raise InvalidOperation
+    except InvalidOperation:
+        reasons.append(f"amount {values['amount']!r} is not a number")
+    else:
+        if amount < 0:
+            reasons.append(f"amount {values['amount']} is negative")
+        elif is_known_currency(currency):
+            try:
+                amount_minor = decimal_to_minor(amount, currency)
+            except ValueError as error:
+                reasons.append(f"amount {values['amount']}: {str(error).rstrip('.')}")
+            else:
+                if amount_minor > MAX_MINOR_AMOUNT:
+                    reasons.append(f"amount {values['amount']} is too large")
+    if not is_known_currency(currency):
+        reasons.append(f"currency {values['currency']!r} is not a known ISO 4217 code")
+    return amount_minor
 
 
 def sales_import_csv(*, data: bytes, batch_name: str = "", user=None) -> SalesUpsertResult:

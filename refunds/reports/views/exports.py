@@ -1,9 +1,8 @@
 """Export pages: the filter form with the user's recent exports, a job's progress page, and
-the download. The work runs in a worker (refunds.exports); these only parse and show."""
+the download. The work runs in a worker (refunds.reports.exports.jobs); these only parse and show."""
 
 from __future__ import annotations
 
-from django import forms
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -12,13 +11,14 @@ from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from refunds import errors, exports
-from refunds.admin_scale import distinct_values
-from refunds.models import ExportJob, ReasonCode, RefundOrigin, RefundRequest, RefundStatus
+from refunds import errors
+from refunds.models import ExportJob, RefundStatus
+from refunds.reports.exports import jobs as export_jobs
+from refunds.reports.exports.query import FILTER_KEYS
+from refunds.reports.forms import ExportForm
 
 EXPORTS_PAGE_SIZE = 10
 REFRESH_SECONDS = 2
-_DATE = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 _CONTENT_TYPES = {
     ExportJob.Format.CSV: "text/csv; charset=utf-8",
     ExportJob.Format.XLSX: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -34,62 +34,6 @@ ADMIN_PARAMS = {
     "origin__exact": "origin",
     "q": "q",
 }
-
-
-class ExportForm(forms.Form):
-    format = forms.ChoiceField(
-        label="Format", choices=ExportJob.Format.choices, initial=ExportJob.Format.CSV, widget=forms.RadioSelect
-    )
-    requested_from = forms.DateField(label="Requested from", required=False, widget=_DATE)
-    requested_to = forms.DateField(label="Requested to (inclusive)", required=False, widget=_DATE)
-    resolved_from = forms.DateField(label="Resolved from", required=False, widget=_DATE)
-    resolved_to = forms.DateField(label="Resolved to (inclusive)", required=False, widget=_DATE)
-    status = forms.MultipleChoiceField(
-        label="Status", required=False, choices=RefundStatus.choices, widget=forms.CheckboxSelectMultiple,
-        help_text="None ticked: every status.",
-    )
-    provider = forms.ChoiceField(label="Provider", required=False)
-    currency = forms.ChoiceField(label="Currency", required=False)
-    reason_code = forms.ModelChoiceField(
-        label="Reason code", required=False, queryset=ReasonCode.objects.all(), to_field_name="code",
-        empty_label="Any reason",
-    )
-    product = forms.CharField(label="Product", required=False, max_length=200, help_text="Exactly as on the refund.")
-    origin = forms.ChoiceField(label="Filed", required=False, choices=[("", "Anywhere"), *RefundOrigin.choices])
-    q = forms.CharField(
-        label="Search", required=False, max_length=200,
-        help_text="As in the refund list: a refund, payment or provider refund id, or part of a product name.",
-    )
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["provider"].choices = [("", "Any provider"), *_choices("provider")]
-        self.fields["currency"].choices = [("", "Any currency"), *_choices("currency")]
-
-    def clean(self):
-        data = super().clean()
-        for key in ("requested", "resolved"):
-            start, end = data.get(f"{key}_from"), data.get(f"{key}_to")
-            if start and end and end < start:
-                self.add_error(f"{key}_to", "The end date is before the start date.")
-        return data
-
-    def filters(self) -> dict:
-        """The cleaned filters, JSON-safe (dates as ISO strings), only those set."""
-        filters = {}
-        for key in exports.FILTER_KEYS:
-            value = self.cleaned_data.get(key)
-            if isinstance(value, ReasonCode):
-                value = value.code
-            elif hasattr(value, "isoformat"):
-                value = value.isoformat()
-            if value:
-                filters[key] = value
-        return filters
-
-
-def _choices(field: str) -> list[tuple[str, str]]:
-    return [(value, value) for value in distinct_values(RefundRequest, field)]
 
 
 def initial_from_query(query) -> dict:
@@ -110,7 +54,7 @@ def describe_filters(filters: dict) -> list[str]:
     labels = {name: field.label for name, field in ExportForm.base_fields.items()}
     statuses = dict(RefundStatus.choices)
     shown = []
-    for key in exports.FILTER_KEYS:
+    for key in FILTER_KEYS:
         value = filters.get(key)
         if not value:
             continue
@@ -141,7 +85,7 @@ def export_list(request):
         form = ExportForm(request.POST)
         if form.is_valid():
             try:
-                job = exports.export_job_create(
+                job = export_jobs.export_job_create(
                     user=request.user, format=form.cleaned_data["format"], filters=form.filters()
                 )
             except errors.RefundError as error:
@@ -173,12 +117,12 @@ def export_detail(request, job_id: int):
         "filters_shown": describe_filters(job.filters),
         "finished": finished,
         "refresh_seconds": REFRESH_SECONDS,
-        "percent": _percent(job),
+        "percent": _progress_percent(job),
     }
     return render(request, "reports/export_detail.html", context)
 
 
-def _percent(job: ExportJob) -> int:
+def _progress_percent(job: ExportJob) -> int:
     if job.state == ExportJob.State.DONE:
         return 100
     if not job.rows_expected:
@@ -192,7 +136,7 @@ def export_download(request, job_id: int):
     job = _job_for(request, job_id)
     if job.state != ExportJob.State.DONE:
         return redirect("export-detail", job_id=job.pk)
-    response = StreamingHttpResponse(exports.export_chunks(job), content_type=_CONTENT_TYPES[job.format])
+    response = StreamingHttpResponse(export_jobs.export_chunks(job), content_type=_CONTENT_TYPES[job.format])
     response["Content-Length"] = str(job.bytes_written)
     response["Content-Disposition"] = f'attachment; filename="{job.file_name}"'
     return response

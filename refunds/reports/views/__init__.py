@@ -1,0 +1,1 @@
+"""The report pages, one module per page: dashboard, summary, sales, exports."""
