@@ -16,7 +16,7 @@ urlpatterns = [
     path("refunds/<str:merchant_refund_id>", refund_detail, name="refund-detail"),
     path("reports/", include("refunds.reports_urls")),
     path("admin/", admin.site.urls),
-    path("api/", include("refunds.api_urls")),
+    path("api/", include("refunds.api.urls")),
     path("healthz", healthz, name="healthz"),
     path("webhooks/stripe/", stripe_webhook, name="stripe-webhook"),
 ]

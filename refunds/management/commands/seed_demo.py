@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from refunds.authentication import api_token_create
+from refunds.api.authentication import api_token_create
 from refunds.demo_history import demo_history_create
 from refunds.models import Payment
 from refunds.money import Money
