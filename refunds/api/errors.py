@@ -34,7 +34,12 @@ def first_failure(detail, path: str | None = None) -> tuple[str | None, exceptio
     `items[2].name`; errors on an object itself sit at the object's path."""
     if isinstance(detail, dict):
         for key, value in detail.items():
-            here = path if key == api_settings.NON_FIELD_ERRORS_KEY else (f"{path}.{key}" if path else key)
+            if key == api_settings.NON_FIELD_ERRORS_KEY:
+                here = path
+            elif isinstance(key, int):  # a list's errors, by index
+                here = f"{path}[{key}]"
+            else:
+                here = f"{path}.{key}" if path else key
             found = first_failure(value, here)
             if found:
                 return found

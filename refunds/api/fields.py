@@ -63,6 +63,7 @@ class TextField(ApiField):
         printable: bool = True,
         strip: bool = False,
         allow_blank: bool = False,
+        null_is_absent: bool = False,
         choices: Callable[[], list[str]] | None = None,
         **kwargs,
     ):
@@ -72,6 +73,8 @@ class TextField(ApiField):
         self.printable = printable
         self.strip = strip
         self.allow_blank = allow_blank  # "" is valid, whatever `choices` says
+        # null reads as absent (the default); tolerated, not advertised in the schema.
+        self.null_is_absent = null_is_absent
         self.choices = choices  # a callable: which values are valid can change with settings
         # For the schema: a pattern narrower than `pattern`, known only when the request comes.
         self.schema_pattern: str | None = None
@@ -79,7 +82,7 @@ class TextField(ApiField):
         self.schema_enum: list[str] | None = None
 
     def run_validation(self, data=empty):
-        if data is empty or (data is None and self.allow_null):
+        if data is empty or (data is None and self.null_is_absent):
             if self.required:
                 self.reject("required")
             return self.get_default()

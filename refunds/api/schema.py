@@ -85,10 +85,9 @@ def provider_rules(*, default: str) -> list[dict]:
     classes = {name: provider_class(name) for name in provider_names()}
 
     def chosen(providers: list[str]) -> dict:
-        """The body names one of `providers`, or none (absent or null) and the default is one of them."""
+        """The body names one of `providers`, or none and the default is one of them."""
         named = {"required": ["provider"], "properties": {"provider": {"enum": providers}}}
-        unnamed = {"properties": {"provider": {"type": "null"}}}  # true when absent, too
-        return {"anyOf": [unnamed, named]} if default in providers else named
+        return {"anyOf": [{"not": {"required": ["provider"]}}, named]} if default in providers else named
 
     rules = [
         {"if": chosen([name]), "then": {"properties": {"connector_transaction_id": {"pattern": cls.transaction_id_pattern}}}}
@@ -96,7 +95,7 @@ def provider_rules(*, default: str) -> list[dict]:
     ]
     no_items = [name for name, cls in classes.items() if not cls.supports_items]
     if no_items:
-        rules.append({"if": chosen(no_items), "then": {"properties": {"items": {"type": "null"}}}})
+        rules.append({"if": chosen(no_items), "then": {"not": {"required": ["items"]}}})
     return rules
 
 

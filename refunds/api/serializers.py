@@ -122,7 +122,6 @@ class RefundItemSerializer(StrictSerializer):
     cost = MoneySerializer()
     tax = TextField(
         default="none",
-        allow_null=False,
         printable=False,
         pattern=re.compile(TAX_LABEL_PATTERN),
         codes={"invalid_type": "invalid_tax", "invalid_format": "invalid_tax"},
@@ -133,7 +132,7 @@ class RefundItemSerializer(StrictSerializer):
         list_serializer_class = RefundItemListSerializer
 
     def validate_empty_values(self, data):
-        if data is None:  # a line is never null (the list may be): `many` hands the list's allow_null down
+        if data is None:  # a line is never null (the list may be)
             raise _error(*self.not_object)
         return super().validate_empty_values(data)
 
@@ -164,7 +163,7 @@ class RefundCreateSerializer(StrictSerializer):
     provider = TextField(
         max_length=32,
         default="stripe",
-        allow_null=True,
+        null_is_absent=True,
         choices=provider_names,
         codes={"invalid_choice": "unknown_provider"},
         messages={"invalid_choice": "{field} must be one of {choices}."},
@@ -176,22 +175,21 @@ class RefundCreateSerializer(StrictSerializer):
         messages={"invalid_format": "{field} is letters, digits, _ and -."},
     )
     amount = MoneySerializer(required=False, allow_null=True, default=None)
-    reason = TextField(max_length=500, default="", allow_null=True)
+    reason = TextField(max_length=500, default="", null_is_absent=True)
     reason_code = TextField(
         default="",
-        allow_null=True,
+        null_is_absent=True,
         allow_blank=True,
         printable=False,
         choices=active_reason_codes,
         codes={"invalid_choice": "unknown_reason_code"},
         help_text="An active reason code (admin › Reason codes).",
     )
-    metadata = MetadataField(max_keys=MAX_METADATA_KEYS, default=dict, allow_null=True)
-    product = TextField(max_length=200, default="", allow_null=True)
-    items = RefundItemSerializer(
+    metadata = MetadataField(max_keys=MAX_METADATA_KEYS, default=dict)  # null reads as {}
+    product = TextField(max_length=200, default="", null_is_absent=True)
+    items = RefundItemSerializer(  # null reads as []
         many=True,
         required=False,
-        allow_null=True,
         default=list,
         help_text="Invoice lines refunded (providers that take them; `items_not_supported` otherwise). Their costs "
         "times quantities add up to `amount` (`items_mismatch`); without an amount, their total is the amount.",
