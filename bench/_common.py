@@ -176,7 +176,7 @@ def create_agent() -> str:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
-    from refunds.authentication import api_token_create
+    from refunds.api.authentication import api_token_create
     from refunds.roles import SUPPORT_AGENTS
 
     user = get_user_model().objects.create_user(AGENT, password=None)

@@ -16,7 +16,7 @@ urlpatterns = [
     path("refunds/<str:merchant_refund_id>", refund_detail, name="refund-detail"),
     path("reports/", include("refunds.reports.urls")),
     path("admin/", admin.site.urls),
-    path("api/", include("refunds.api_urls")),
+    path("api/", include("refunds.api.urls")),
     path("healthz", healthz, name="healthz"),
     # Stripe posts to /webhooks/stripe/; each provider that sends webhooks has its own path.
     path("webhooks/<slug:provider>/", provider_webhook, name="provider-webhook"),

@@ -10,7 +10,7 @@ from refunds.models import ReasonCode
 from refunds.money import Money, decimal_to_minor, format_minor
 from refunds.providers import default_provider_name, provider_names
 from refunds.providers.base import LineItem
-from refunds.validation import MERCHANT_REFUND_ID, TRANSACTION_ID
+from refunds.text import MERCHANT_REFUND_ID, TRANSACTION_ID
 
 
 def _provider_choices():

@@ -1,5 +1,7 @@
 """Reads that carry a rule: who may see which refunds."""
 
+import datetime
+
 from django.db.models import Prefetch, QuerySet
 
 from approvals.models import Approval
@@ -17,3 +19,35 @@ def refund_visible_to(user) -> QuerySet[RefundRequest]:
 
 def refund_with_approvals(qs: QuerySet[RefundRequest]) -> QuerySet[RefundRequest]:
     return qs.prefetch_related(Prefetch("approvals", queryset=Approval.objects.select_related("approver")))
+
+
+def refund_list_filtered(
+    *,
+    user,
+    status: str | None = None,
+    provider: str | None = None,
+    currency: str | None = None,
+    product: str | None = None,
+    connector_transaction_id: str | None = None,
+    created_after: datetime.datetime | None = None,
+    created_before: datetime.datetime | None = None,
+    mine: bool = False,
+) -> QuerySet[RefundRequest]:
+    """The refunds `user` may see, with their approvals, newest first; each filter given narrows it
+    (created_after inclusive, created_before exclusive; `mine`: the ones `user` filed)."""
+    qs = refund_with_approvals(refund_visible_to(user))
+    exact = {
+        "status": status,
+        "provider": provider,
+        "currency": currency,
+        "product": product,
+        "connector_transaction_id": connector_transaction_id,
+    }
+    qs = qs.filter(**{field: value for field, value in exact.items() if value is not None})
+    if created_after is not None:
+        qs = qs.filter(created_at__gte=created_after)
+    if created_before is not None:
+        qs = qs.filter(created_at__lt=created_before)
+    if mine:
+        qs = qs.filter(requested_by=user)
+    return qs.order_by("-created_at", "-id")

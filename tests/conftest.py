@@ -1,7 +1,7 @@
 import pytest
 from rest_framework.test import APIClient
 
-from refunds.authentication import api_token_create
+from refunds.api.authentication import api_token_create
 from tests import factories
 
 pytest_plugins = [

@@ -13,7 +13,7 @@ from django.db import transaction
 
 from devtools.demo.history import demo_history_create
 from devtools.robokassa_sandbox.control import Sandbox, SandboxError
-from refunds.authentication import api_token_create
+from refunds.api.authentication import api_token_create
 from refunds.models import Payment
 from refunds.money import Money
 from refunds.providers import provider_names

@@ -10,7 +10,7 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 
 from refundoffice.wsgi import application
-from refunds.authentication import api_token_create
+from refunds.api.authentication import api_token_create
 from tests import factories
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
@@ -30,7 +30,7 @@ def token(db):
 @schema.parametrize()
 @settings(
     # The suite's run is the same every time (a CI result must not depend on luck);
-    # FUZZ_EXAMPLES=500 bin/test tests/refunds/test_api_fuzz.py digs deeper, at random, by hand.
+    # FUZZ_EXAMPLES=500 bin/test tests/api/test_fuzz.py digs deeper, at random, by hand.
     max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")),
     derandomize="FUZZ_EXAMPLES" not in os.environ,
     deadline=None,

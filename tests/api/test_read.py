@@ -1,8 +1,10 @@
 """GET /api/refunds/: who sees what, filters, pagination."""
 
+import datetime
+
 import pytest
 
-from refunds.models import RefundStatus
+from refunds.models import RefundRequest, RefundStatus
 from tests import factories
 from tests.factories import RefundFactory
 
@@ -64,3 +66,44 @@ def test_a_page_that_is_not_a_whole_number_from_1_is_a_400_naming_it(api, manage
 
     assert answer.status_code == 400
     assert answer.json()["error"]["field"] == "page"
+
+
+def test_filters_by_time_requester_product_and_transaction(api, manager):
+    old = RefundFactory(merchant_refund_id="old", product="Mug")
+    RefundFactory(merchant_refund_id="new", product="Teapot", requested_by=manager)
+    RefundRequest.objects.filter(pk=old.pk).update(created_at=datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc))
+    client = api(manager)
+
+    def ids(query):
+        response = client.get(f"/api/refunds/?{query}")
+        assert response.status_code == 200, response.json()
+        return [r["merchant_refund_id"] for r in response.json()["results"]]
+
+    assert ids("created_before=2024-06-01T00:00:00Z") == ["old"]
+    assert ids("created_after=2024-06-01T00:00:00%2B02:00") == ["new"]
+    assert ids("created_after=2024-01-01T00:00:00") == ["new", "old"]  # naive is UTC; after is inclusive
+    assert ids("mine=true") == ["new"] and ids("mine=0") == ["new", "old"]
+    assert ids("product=Mug") == ["old"]
+    assert ids(f"connector_transaction_id={old.connector_transaction_id}") == ["old"]
+    assert ids("provider=stripe&status=pending_approval") == ["new", "old"]
+    assert ids("provider=") == []
+
+
+@pytest.mark.parametrize(
+    ("query", "code", "field"),
+    [
+        ("stauts=failed", "unknown_parameter", "stauts"),
+        ("created_after=yesterday", "invalid", "created_after"),
+        ("created_before=2024-13-01T00:00:00Z", "invalid", "created_before"),
+        ("created_after=", "invalid", "created_after"),
+        ("mine=yes", "invalid", "mine"),
+        ("status=", "invalid", "status"),
+        ("product=a%00b", "invalid_characters", "product"),
+    ],
+)
+def test_a_bad_filter_is_a_400_naming_it(api, manager, query, code, field):
+    answer = api(manager).get(f"/api/refunds/?{query}")
+
+    assert answer.status_code == 400
+    assert (answer.json()["error"]["code"], answer.json()["error"]["field"]) == (code, field)
+    assert answer.json()["error"]["message"]

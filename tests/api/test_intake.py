@@ -5,6 +5,7 @@ from unittest import mock
 import pytest
 
 from approvals.models import Approval
+from refunds.services import execution
 from refunds.models import Payment, RefundLog, RefundRequest, RefundStatus
 from refunds.tasks import refund_submit_task
 
@@ -262,8 +263,6 @@ def test_authentication_and_roles(api, agent, accountant):
 
 
 def test_reason_codes_are_checked_kept_and_told_to_stripe(api, agent, stripe_sandbox):
-    from refunds.services import execution
-
     pi = stripe_sandbox.create_payment(10_000)
     client = api(agent)
     unknown = client.post("/api/refunds/", body(pi, merchant_refund_id="rc-0", reason_code="because"), format="json")

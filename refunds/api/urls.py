@@ -1,0 +1,12 @@
+from django.urls import path
+
+from refunds.api import views
+from refunds.api.schema import SchemaView
+
+urlpatterns = [
+    path("schema/", SchemaView.as_view(), name="api-schema"),
+    path("refunds/", views.RefundListCreate.as_view(), name="api-refunds"),
+    path("refunds/<str:merchant_refund_id>/", views.RefundDetail.as_view(), name="api-refund-detail"),
+    path("refunds/<str:merchant_refund_id>/approve/", views.RefundApprove.as_view(), name="api-refund-approve"),
+    path("refunds/<str:merchant_refund_id>/reject/", views.RefundReject.as_view(), name="api-refund-reject"),
+]
