@@ -70,6 +70,7 @@ def reset_database() -> None:
         subprocess.run(["psql", f"{SERVER}/postgres", "-qc", sql], check=True)
 
 
+# Long: one SQL statement per table, read top to bottom; splitting it would hide the load order.
 def fill(refunds: int) -> None:
     """Users, payments (one per five refunds), refunds and their approvals, all in SQL."""
     from django.core.management import call_command
@@ -237,6 +238,7 @@ def child(mode: str, path: str) -> None:
     print(json.dumps(report), flush=True)
 
 
+# Long: a benchmark script's main reads as the run it performs, step by step.
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--refunds", type=int, default=1_000_000)

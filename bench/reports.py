@@ -162,6 +162,7 @@ def measure(client, url: str, requests: int) -> dict:
     }
 
 
+# Long: a benchmark script's main reads as the run it performs, step by step.
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--refunds", type=int, default=1_000_000)
