@@ -15,6 +15,7 @@ from refunds.models import RefundRequest, RefundStatus
 from refunds.tasks import refund_submit_task
 from tests import factories
 from tests.fixtures.worker import wait_until
+from tests.markers import needs_row_locks
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -51,6 +52,7 @@ def threaded(fn, items, workers=20):
         return list(pool.map(run, items))
 
 
+@needs_row_locks
 def test_a_twenty_concurrent_approvals(live_worker, api, agent, stripe_sandbox):
     pi = stripe_sandbox.create_payment(100_000)
     assert file_refund(api(agent), pi, "chaos-a", 60_000).json()["status"] == "pending_approval"
@@ -98,6 +100,7 @@ def test_c_worker_killed_right_after_the_provider_call(live_worker, api, agent, 
     assert only.id == refund.connector_refund_id
 
 
+@needs_row_locks
 def test_d_concurrent_partial_refunds_beyond_the_payment(live_worker, api, agent, stripe_sandbox):
     pi = stripe_sandbox.create_payment(10_000)
     client = api(agent)

@@ -101,7 +101,13 @@ def test_time_to_resolution_per_day_and_overall(resolutions):
 
 
 def test_the_sqlite_fallback_agrees_with_postgresql(resolutions):
+    from django.db import connection
     from django.db.models.functions import TruncDate
+
+    if connection.vendor != "postgresql":
+        # On SQLite dashboard_resolution is the fallback itself; the hand-computed figures in
+        # test_time_to_resolution_per_day_and_overall are the fallback's check there.
+        pytest.skip("compares the Python fallback with PostgreSQL's percentile_cont: needs PostgreSQL")
 
     from refunds.dashboard import _resolution_in_python
     from refunds.models import FINAL_STATUSES
