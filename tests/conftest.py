@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures.stripe_sandbox",
     "tests.fixtures.robokassa_sandbox",
     "tests.fixtures.slack",
+    "tests.fixtures.redis_server",
     "tests.fixtures.worker",
     "tests.fixtures.browser",
 ]
