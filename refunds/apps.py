@@ -8,6 +8,9 @@ class RefundsConfig(AppConfig):
 
     def ready(self):
         from refunds import checks, receivers  # noqa: F401 - registers the checks, connects the receivers
+        # Registers the Celery tasks in every process, not only in workers: refunds.publish finds
+        # them by name, and a web process that never imported them could publish nothing.
+        from refunds import tasks  # noqa: F401
         from refunds.reason_codes import ensure_reason_codes
         from refunds.roles import ensure_role_groups
 

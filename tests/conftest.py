@@ -1,6 +1,7 @@
 import pytest
 from rest_framework.test import APIClient
 
+from refunds import publish
 from refunds.api.authentication import api_token_create
 from tests import factories
 
@@ -8,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures.stripe_sandbox",
     "tests.fixtures.robokassa_sandbox",
     "tests.fixtures.slack",
+    "tests.fixtures.redis_server",
     "tests.fixtures.worker",
     "tests.fixtures.browser",
 ]
@@ -61,3 +63,25 @@ def api():
         return client
 
     return make
+
+
+@pytest.fixture
+def published_tasks(monkeypatch):
+    """What `refunds.publish` handed to the broker, as [(task name, args)], in order.
+
+    The task is looked up for real (an unknown name fails the test), only its `apply_async` is
+    replaced. Run the on-commit callbacks (`django_capture_on_commit_callbacks(execute=True)`)
+    for anything to be published."""
+    sent = []
+    real_task_by_name = publish.task_by_name
+
+    class Recording:
+        def __init__(self, name):
+            self.task = real_task_by_name(name)
+            self.name = name
+
+        def apply_async(self, args=(), **options):
+            sent.append((self.name, tuple(args)))
+
+    monkeypatch.setattr(publish, "task_by_name", Recording)
+    return sent

@@ -92,13 +92,13 @@ def test_change_page_shows_the_timeline_read_only(client, manager):
     assert b'name="_save"' not in page.content
 
 
-def test_retry_and_cancel_actions(client, manager, django_capture_on_commit_callbacks):
+def test_retry_and_cancel_actions(client, manager, django_capture_on_commit_callbacks, published_tasks):
     stuck = RefundFactory(status=RefundStatus.NEEDS_ATTENTION, submit_attempts=7, error_code="api_error")
     waiting = RefundFactory()
     sent = RefundFactory(status=RefundStatus.PROCESSING)
     client.force_login(manager)
 
-    with django_capture_on_commit_callbacks() as callbacks:
+    with django_capture_on_commit_callbacks(execute=True):
         client.post(CHANGELIST, {"action": "retry_selected", "_selected_action": [stuck.pk], "confirm": "yes"})
     done = client.post(
         CHANGELIST,
@@ -110,7 +110,7 @@ def test_retry_and_cancel_actions(client, manager, django_capture_on_commit_call
     waiting.refresh_from_db()
     sent.refresh_from_db()
     assert (stuck.status, stuck.submit_attempts, stuck.error_code) == (RefundStatus.APPROVED, 0, "")
-    assert len(callbacks) == 1  # the submit task goes out again
+    assert published_tasks == [("refund_submit_task", (stuck.pk,))]  # the submit task goes out again
     assert (waiting.status, sent.status) == (RefundStatus.CANCELED, RefundStatus.PROCESSING)
     assert f"{sent}: not done — Refund {sent} is processing, not approved/pending_approval." in [
         str(m) for m in done.context["messages"]

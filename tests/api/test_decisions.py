@@ -14,8 +14,10 @@ def pending(agent):
     return RefundFactory(requested_by=agent, amount_minor=9000, merchant_refund_id="big-1")
 
 
-def test_manager_approves_and_the_refund_goes_to_the_worker(api, manager, pending, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks() as callbacks:
+def test_manager_approves_and_the_refund_goes_to_the_worker(
+    api, manager, pending, django_capture_on_commit_callbacks, published_tasks
+):
+    with django_capture_on_commit_callbacks(execute=True):
         response = api(manager).post("/api/refunds/big-1/approve/", {"comment": "ok, verified"}, format="json")
 
     assert response.status_code == 200, response.json()
@@ -32,7 +34,7 @@ def test_manager_approves_and_the_refund_goes_to_the_worker(api, manager, pendin
     ]
     pending.refresh_from_db()
     assert pending.approved_at is not None and pending.next_action_at is not None
-    assert len(callbacks) == 1  # the submit task, published after commit
+    assert published_tasks == [("refund_submit_task", (pending.pk,))]
 
 
 def test_requester_cannot_approve_their_own_refund(api, manager):

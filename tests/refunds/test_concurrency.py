@@ -13,6 +13,7 @@ from refunds.services import intake, payments
 from refunds.models import RefundRequest, RefundStatus
 from refunds.money import Money
 from tests import factories
+from tests.markers import needs_row_locks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,6 +30,7 @@ def in_thread(fn):
     return run
 
 
+@needs_row_locks
 def test_concurrent_partial_refunds_never_exceed_the_payment(stripe_sandbox, monkeypatch, settings):
     # Every lookup must reach the sandbox: a rate-limited one would be accepted unverified
     # (checked again before execution, see test_execution), which is not what this tests.
@@ -62,6 +64,7 @@ def test_concurrent_partial_refunds_never_exceed_the_payment(stripe_sandbox, mon
     assert RefundRequest.objects.count() == 3
 
 
+@needs_row_locks
 def test_concurrent_approvals_of_one_request_approve_once(stripe_sandbox, django_capture_on_commit_callbacks):
     agent = factories.agent(username="agent")
     managers = [factories.manager(username=f"m{i}") for i in range(6)]

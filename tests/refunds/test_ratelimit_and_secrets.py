@@ -1,7 +1,10 @@
 """The shared provider rate, 429 handling, secrets kept out of logs, the append-only trigger."""
 
 import logging
+import math
+import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -13,38 +16,75 @@ from refunds.services import execution, intake, transitions
 from refunds.models import RefundLog, RefundRequest, RefundStatus
 from refunds.money import Money
 from refunds.providers.stripe import translate_error
+from refunds import ratelimit
+from refunds.providers.base import TransientProviderError
 from refunds.ratelimit import RateLimited, provider_slot_acquire
 from refunds.redaction import RedactSecretsFilter, redact
 from tests.factories import RefundFactory
 
 
+class FrozenClock:
+    """Stands in for the `time` module inside refunds.ratelimit: the clock stands still, and a
+    sleep is recorded (as the moment the caller would wake) instead of slept. So slot booking is
+    checked exactly, whatever else the machine is doing."""
+
+    def __init__(self, now: float):
+        self.now = now
+        self.wakes: list[float] = []
+        self._lock = threading.Lock()
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.wakes.append(self.now + seconds)
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch):
+    # Just after a slot boundary (slots of 1/40 s and 1/2 s both start at whole seconds); a
+    # provider name of this test's own keeps its slots apart from anyone else's in the cache.
+    clock = FrozenClock(math.floor(time.time()) + 0.001)
+    monkeypatch.setattr(ratelimit, "time", clock)
+    return clock
+
+
 @pytest.mark.django_db(transaction=True)
-def test_slots_pace_every_caller_to_the_rate(settings):
-    settings.PROVIDER_RATE_LIMITS = {"stripe": 40}
+def test_slots_pace_every_caller_to_the_rate(settings, frozen_clock):
+    provider = f"pacing-{uuid.uuid4().hex[:8]}"
+    settings.PROVIDER_RATE_LIMITS = {provider: 40}
 
     def take(_):
-        provider_slot_acquire("stripe", max_wait=5)
-        connection.close()
-        return time.monotonic()
+        try:
+            return provider_slot_acquire(provider, max_wait=5)
+        finally:
+            connection.close()
 
-    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=8) as pool:
-        finished = list(pool.map(take, range(40)))
-    elapsed = max(finished) - started
+        list(pool.map(take, range(40)))
 
-    # 40 slots at 40/s take about a second however many callers ask at once.
-    assert 0.85 <= elapsed <= 2.5
+    # 40 callers at once get 40 different slots, back to back at 1/40 s: the first goes now,
+    # the other 39 each sleep until their own slot starts, the last about a second on.
+    assert sorted(round(wake - frozen_clock.now, 6) for wake in frozen_clock.wakes) == [
+        round(k / 40 - 0.001, 6) for k in range(1, 40)
+    ]
 
 
 @pytest.mark.django_db
-def test_a_fully_booked_rate_holds_back_without_calling(settings):
-    settings.PROVIDER_RATE_LIMITS = {"stripe": 2}
-    provider_slot_acquire("stripe", max_wait=0.1)
-    provider_slot_acquire("stripe", max_wait=1)  # the next slot, half a second on
+def test_a_fully_booked_rate_holds_back_without_calling(settings, frozen_clock):
+    provider = f"booked-{uuid.uuid4().hex[:8]}"
+    settings.PROVIDER_RATE_LIMITS = {provider: 2}
+    provider_slot_acquire(provider, max_wait=0.1)  # this slot: no wait
+    assert frozen_clock.wakes == []
+    provider_slot_acquire(provider, max_wait=1)  # the next, half a second on
+    assert [round(wake - frozen_clock.now, 6) for wake in frozen_clock.wakes] == [0.499]
 
     with pytest.raises(RateLimited) as held:
-        provider_slot_acquire("stripe", max_wait=0.1)
-    assert held.value.retry_in > 0 and held.value.code == "local_rate_limit"
+        provider_slot_acquire(provider, max_wait=0.1)
+    # Nothing free within 0.1 s: hold back (no sleep, no call) and come back after the booked slot.
+    assert held.value.code == "local_rate_limit" and held.value.retry_in == pytest.approx(0.6)
+    assert len(frozen_clock.wakes) == 1
 
 
 @pytest.mark.django_db
@@ -58,7 +98,7 @@ def test_provider_429s_wait_as_told_and_cost_no_attempt(agent, stripe_sandbox, s
     stripe_sandbox.set_faults(status=429, count=5, path_prefix="/v1/refunds", methods=["POST"])
 
     for _ in range(5):
-        with pytest.raises(Exception) as raised:
+        with pytest.raises(TransientProviderError) as raised:
             execution.refund_submit(refund_id=refund.pk)
         assert raised.value.code == "rate_limit" and 1 <= raised.value.retry_in <= 1.5
         RefundRequest.objects.filter(pk=refund.pk).update(next_action_at=None)

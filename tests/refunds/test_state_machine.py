@@ -70,13 +70,28 @@ def test_refund_log_is_append_only():
 
 def test_cancel_only_before_execution(agent, manager):
     waiting = RefundFactory(requested_by=agent)
+    approved = RefundFactory(requested_by=agent, status=RefundStatus.APPROVED)
     sent = RefundFactory(status=RefundStatus.PROCESSING)
+    someone_elses = RefundFactory()
 
-    execution.refund_cancel(refund_id=waiting.pk, actor=agent, comment="customer changed mind")
+    canceled = execution.refund_cancel(refund_id=waiting.pk, actor=agent, comment="customer changed mind")
+    execution.refund_cancel(refund_id=approved.pk, actor=manager, comment="")
     with pytest.raises(errors.InvalidTransition):
         execution.refund_cancel(refund_id=sent.pk, actor=manager, comment="too late")
     with pytest.raises(errors.PermissionDenied):
-        execution.refund_cancel(refund_id=RefundFactory().pk, actor=agent, comment="not mine")
+        execution.refund_cancel(refund_id=someone_elses.pk, actor=agent, comment="not mine")
+
+    assert canceled.pk == waiting.pk and canceled.status == RefundStatus.CANCELED
+    for refund in (waiting, approved, sent, someone_elses):
+        refund.refresh_from_db()
+    assert (waiting.status, approved.status) == (RefundStatus.CANCELED, RefundStatus.CANCELED)
+    assert (sent.status, someone_elses.status) == (RefundStatus.PROCESSING, RefundStatus.PENDING_APPROVAL)
+    [log] = waiting.logs.all()
+    assert (log.from_status, log.to_status, log.actor, log.message) == (
+        "pending_approval", "canceled", agent, "customer changed mind",
+    )
+    assert approved.logs.get().message == "Canceled"
+    assert not sent.logs.exists() and not someone_elses.logs.exists()
 
 
 def test_dispatcher_hands_out_due_work_once(django_capture_on_commit_callbacks, settings):

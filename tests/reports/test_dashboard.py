@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
 
 import pytest
+from django.db import connection
 from django.db.models.functions import TruncDate
 from django.urls import reverse
 
@@ -109,6 +110,10 @@ def test_time_to_resolution_per_day_and_overall(resolutions):
 
 
 def test_the_sqlite_fallback_agrees_with_postgresql(resolutions):
+    if connection.vendor != "postgresql":
+        # On SQLite dashboard_resolution is the fallback itself; the hand-computed figures in
+        # test_time_to_resolution_per_day_and_overall are the fallback's check there.
+        pytest.skip("compares the Python fallback with PostgreSQL's percentile_cont: needs PostgreSQL")
     low, high = report_range(start=date(2026, 11, 9), end=date(2026, 11, 11))
     rows = RefundRequest.objects.filter(
         created_at__gte=low, created_at__lt=high, status__in=FINAL_STATUSES, resolved_at__isnull=False

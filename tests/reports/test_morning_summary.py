@@ -6,6 +6,7 @@ import threading
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from refundoffice.celery import app
 from refunds import tasks
@@ -60,12 +61,18 @@ def test_sent_once_the_time_has_passed_with_yesterdays_figures(morning):
 
 
 @pytest.mark.django_db
-def test_the_task_run_twice_sends_one_message(settings, morning):
-    settings.REPORTS_SUMMARY_SEND_AT = "00:00"  # always passed: this exercises the real clock
+def test_the_task_run_twice_sends_one_message(morning, monkeypatch):
+    # The task asks the clock itself (no `now` passed): freeze it just after the send time, so
+    # both runs see the same day however close to midnight the suite runs.
+    frozen = SEND_TIME + datetime.timedelta(minutes=1)
+    monkeypatch.setattr(timezone, "now", lambda: frozen)
+
     tasks.summary_send_due_task.apply().get()
     tasks.summary_send_due_task.apply().get()
+
     assert len(morning.messages) == 1
-    assert SummaryDelivery.objects.get().sent_at is not None
+    delivery = SummaryDelivery.objects.get()
+    assert delivery.day == YESTERDAY and delivery.sent_at == frozen
 
 
 @pytest.mark.django_db(transaction=True)

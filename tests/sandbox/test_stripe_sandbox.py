@@ -3,7 +3,6 @@ idempotency and the refund lifecycle (events, faults, limits and persistence are
 test_stripe_sandbox_operations.py)."""
 
 import concurrent.futures
-import time
 
 import pytest
 import stripe
@@ -210,7 +209,12 @@ def test_refund_settles_after_settle_seconds(sandbox, client, behavior,
 def test_stay_pending_until_settled_by_hand(sandbox, client):
     refund = create_refund(client, payment_intent=sandbox.create_payment(
         1000, behavior="stay_pending"))
-    time.sleep(sandbox.settle_seconds + 0.3)
+    # A refund filed after it, that does settle: once it has, the settle time
+    # has passed for ours too (a condition, not a nap).
+    settling = create_refund(client, payment_intent=sandbox.create_payment(
+        1000, behavior="pending"))
+    wait_for(lambda: client.v1.refunds.retrieve(settling.id).status
+             == "succeeded", timeout=sandbox.settle_seconds + 30)
     assert client.v1.refunds.retrieve(refund.id).status == "pending"
 
     sandbox.settle(refund.id, "failed", failure_reason="insufficient_funds")
