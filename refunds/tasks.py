@@ -6,13 +6,12 @@ import logging
 import requests
 from celery import shared_task
 
-from refunds import notifications
-from refunds.services import dispatch, execution, webhooks
 from refunds.models import RefundRequest
 from refunds.providers import UnknownProvider
 from refunds.providers.base import TransientProviderError
 from refunds.reports import calendar, morning, sales
 from refunds.reports.exports import jobs as export_jobs
+from refunds.services import dispatch, execution, notifications, webhooks
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from refunds.models import SummaryDelivery
-from refunds.notifications import slack_post
+from refunds.services.notifications import slack_post
 from refunds.reports.calendar import business_zone
 from refunds.reports.formatting import duration_display, money_display, percent_display
 from refunds.reports.summary import RefundSummary, product_refund_rates, refund_summary
