@@ -269,8 +269,6 @@ class ReasonCodeAdmin(admin.ModelAdmin):
     """The accounting's reason codes: superusers edit, everyone who files reads them."""
 
     list_display = ("label", "code", "active", "position")
-    # stripe_reason is no longer read: the Stripe adapter maps codes (STRIPE_REASON_BY_CODE).
-    exclude = ("stripe_reason",)
     list_editable = ("active", "position")
     list_filter = ("active",)
 

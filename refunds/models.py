@@ -90,15 +90,8 @@ class ReasonCode(models.Model):
     """Why money went back, in the accounting's words. Editable in the admin; a retired code
     is made inactive, never deleted, so old refunds keep it."""
 
-    class StripeReason(models.TextChoices):
-        NONE = "", "(none)"
-        DUPLICATE = "duplicate", "duplicate"
-        FRAUDULENT = "fraudulent", "fraudulent"
-        REQUESTED_BY_CUSTOMER = "requested_by_customer", "requested_by_customer"
-
     code = models.SlugField(max_length=40, unique=True)
     label = models.CharField(max_length=100)
-    stripe_reason = models.CharField(max_length=32, choices=StripeReason.choices, blank=True)
     active = models.BooleanField(default=True)
     position = models.PositiveSmallIntegerField(default=100)
 
@@ -116,7 +109,7 @@ class RefundOrigin(models.TextChoices):
 
 class RefundRequest(models.Model):
     merchant_refund_id = models.CharField(max_length=64, unique=True)
-    provider = models.CharField(max_length=32, default="stripe")
+    provider = models.CharField(max_length=32)
     connector_transaction_id = models.CharField(max_length=255)
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
     amount_minor = models.BigIntegerField()

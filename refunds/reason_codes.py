@@ -2,23 +2,22 @@
 
 from refunds.models import ReasonCode
 
-# (code, label, Stripe's reason, position)
+# (code, label, position); what each means to a provider is the provider adapter's (e.g.
+# refunds/providers/stripe.py REASON_BY_CODE).
 DEFAULT_REASON_CODES = [
-    ("duplicate_charge", "Duplicate charge", "duplicate", 10),
-    ("product_return", "Product return", "requested_by_customer", 20),
-    ("service_cancellation", "Service cancellation", "requested_by_customer", 30),
-    ("goodwill", "Goodwill", "requested_by_customer", 40),
-    ("fraud", "Fraud", "fraudulent", 50),
-    ("other", "Other", "", 90),
+    ("duplicate_charge", "Duplicate charge", 10),
+    ("product_return", "Product return", 20),
+    ("service_cancellation", "Service cancellation", 30),
+    ("goodwill", "Goodwill", 40),
+    ("fraud", "Fraud", 50),
+    ("other", "Other", 90),
 ]
 
 
 def ensure_reason_codes(sender=None, **kwargs):
     """Create the defaults that are missing; never touch codes a superuser has edited."""
-    for code, label, stripe_reason, position in DEFAULT_REASON_CODES:
-        ReasonCode.objects.get_or_create(
-            code=code, defaults={"label": label, "stripe_reason": stripe_reason, "position": position}
-        )
+    for code, label, position in DEFAULT_REASON_CODES:
+        ReasonCode.objects.get_or_create(code=code, defaults={"label": label, "position": position})
 
 
 def active_reason_codes() -> list[str]:
