@@ -156,7 +156,8 @@ class RefundRequest(models.Model):
     # Create calls that may have reached the provider and whose outcome nobody has heard yet,
     # since a person last checked at the provider (outcome_checked_at). Above one, a provider
     # without idempotent creates may already have refunded: look before asking again.
-    unconfirmed_calls = models.PositiveSmallIntegerField(default=0)
+    # db_default too: rows inserted by code that predates the column (a rolling deploy) or by SQL.
+    unconfirmed_calls = models.PositiveSmallIntegerField(default=0, db_default=0)
     outcome_checked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -171,6 +172,8 @@ class RefundRequest(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount_minor__gt=0), name="refund_amount_positive"),
             models.CheckConstraint(condition=Q(status__in=RefundStatus.values), name="refund_status_known"),
+            # No default provider on the model: whoever files a refund names it.
+            models.CheckConstraint(condition=~Q(provider=""), name="refund_provider_named"),
             models.UniqueConstraint(
                 fields=["provider", "connector_refund_id"],
                 condition=~Q(connector_refund_id=""),

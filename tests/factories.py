@@ -53,6 +53,7 @@ class RefundFactory(factory.django.DjangoModelFactory):
 
     merchant_refund_id = factory.Sequence(lambda n: f"rf-{n}")
     payment = factory.SubFactory(PaymentFactory)
+    provider = factory.LazyAttribute(lambda r: r.payment.provider)
     connector_transaction_id = factory.LazyAttribute(lambda r: r.payment.connector_transaction_id)
     amount_minor = 1_000
     currency = "USD"

@@ -73,7 +73,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='refundrequest',
             name='unconfirmed_calls',
-            field=models.PositiveSmallIntegerField(default=0),
+            field=models.PositiveSmallIntegerField(db_default=0, default=0),
         ),
         migrations.AddIndex(
             model_name='refundrequest',
@@ -83,4 +83,8 @@ class Migration(migrations.Migration):
         migrations.RunPython(refuse_to_forget_stripe_reasons, migrations.RunPython.noop),
         migrations.RemoveField(model_name="reasoncode", name="stripe_reason"),
         migrations.AlterField(model_name="refundrequest", name="provider", field=models.CharField(max_length=32)),
+        migrations.AddConstraint(
+            model_name="refundrequest",
+            constraint=models.CheckConstraint(condition=~models.Q(provider=""), name="refund_provider_named"),
+        ),
     ]

@@ -42,7 +42,8 @@ def month_of_refunds(settings):
     )
     RefundRequest.objects.bulk_create(
         RefundRequest(
-            merchant_refund_id=f"dash-{n:04d}", connector_transaction_id=payment.connector_transaction_id,
+            merchant_refund_id=f"dash-{n:04d}", provider=payment.provider,
+            connector_transaction_id=payment.connector_transaction_id,
             payment=payment, amount_minor=amount, currency=currency, product=product, status=status,
             requested_by=agent, request_fingerprint="0" * 64, idempotency_key=f"dash-{n}", payment_verified=True,
             resolved_at=resolved,
