@@ -7,9 +7,9 @@ from django.utils import timezone
 
 from refunds import errors
 from refunds.services import dispatch, execution, transitions
-from refunds.models import ALLOWED_TRANSITIONS, FINAL_STATUSES, RefundLog, RefundStatus
+from refunds.models import ALLOWED_TRANSITIONS, FINAL_STATUSES, RefundLog, RefundRequest, RefundStatus
 from refunds.signals import refund_status_changed
-from tests.factories import RefundFactory
+from tests.factories import PaymentFactory, RefundFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -119,3 +119,65 @@ def test_dispatcher_hands_out_due_work_once(django_capture_on_commit_callbacks, 
     stuck.refresh_from_db()
     assert polling.poll_count == 1 and polling.next_action_at > now
     assert stuck.status == RefundStatus.NEEDS_ATTENTION
+
+
+def test_refund_create_logs_the_request_with_its_author_and_announces_it(agent):
+    """The first log row says who asked, what and with which data; receivers hear "" → status."""
+    payment = PaymentFactory()
+    fields = dict(
+        provider="stripe", connector_transaction_id=payment.connector_transaction_id, payment=payment,
+        amount_minor=700, currency="USD", requested_by=agent, request_fingerprint="0" * 64,
+        status=RefundStatus.PENDING_APPROVAL,
+    )
+    heard = []
+
+    def listener(sender, refund, from_status, to_status, actor, **kw):
+        heard.append((refund.pk, from_status, to_status, actor))
+
+    refund_status_changed.connect(listener, sender=RefundRequest, dispatch_uid="test-create-listener")
+    try:
+        refund = transitions.refund_create(
+            actor=agent, message="Requested 7.00 USD", data={"payment_verified": True},
+            merchant_refund_id="announced", idempotency_key="k-announced", **fields,
+        )
+        quiet = transitions.refund_create(
+            message="Recorded from the provider", announce=False,
+            merchant_refund_id="quiet", idempotency_key="k-quiet", **fields,
+        )
+    finally:
+        refund_status_changed.disconnect(sender=RefundRequest, dispatch_uid="test-create-listener")
+
+    assert heard == [(refund.pk, "", "pending_approval", agent)]  # the quiet one is not announced
+    log = refund.logs.get()
+    assert (log.event, log.from_status, log.to_status, log.actor, log.message, log.data) == (
+        "requested", "", "pending_approval", agent, "Requested 7.00 USD", {"payment_verified": True},
+    )
+    quiet_log = quiet.logs.get()
+    assert (quiet_log.actor, quiet_log.message, quiet_log.data) == (None, "Recorded from the provider", {})
+
+
+def test_flag_for_attention_hands_the_refund_to_a_person_with_the_reason():
+    """needs_attention keeps the code and message (cut to their columns), stops the dispatcher
+    from picking it up again, and logs the message; a refund that moved on is left alone."""
+    now = timezone.now()
+    refund = RefundFactory(status=RefundStatus.PROCESSING, next_action_at=now, call_started_at=now)
+
+    flagged = transitions.refund_flag_for_attention(refund_id=refund.pk, message="m" * 600, code="c" * 70)
+
+    assert flagged.pk == refund.pk
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.NEEDS_ATTENTION
+    assert refund.error_code == "c" * 64 and refund.error_message == "m" * 500
+    assert refund.next_action_at is None and refund.call_started_at is None
+    log = refund.logs.get()
+    assert (log.from_status, log.to_status, log.message) == ("processing", "needs_attention", "m" * 600)
+
+    other = RefundFactory(status=RefundStatus.PROCESSING)
+    transitions.refund_flag_for_attention(refund_id=other.pk, message="no code given")
+    other.refresh_from_db()
+    assert (other.error_code, other.error_message) == ("", "no code given")
+
+    done = RefundFactory(status=RefundStatus.SUCCEEDED)
+    assert transitions.refund_flag_for_attention(refund_id=done.pk, message="late") is None
+    done.refresh_from_db()
+    assert done.status == RefundStatus.SUCCEEDED and not done.logs.exists()
