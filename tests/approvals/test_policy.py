@@ -188,3 +188,9 @@ def test_a_rejection_without_a_reason_is_refused(manager, agent, comment):
     assert refused.value.code == "comment_required"
     refund.refresh_from_db()
     assert refund.status == RefundStatus.PENDING_APPROVAL and not refund.approvals.exists()
+
+
+def test_a_limit_in_another_currency_counts_for_nothing(manager):
+    limit(manager, 500_000, "JPY")  # personal, but only for yen
+    assert approver_limit(manager, "USD") == 100_000  # the group's any-currency default
+    assert approver_limit(manager, "JPY") == 500_000

@@ -181,3 +181,39 @@ def test_flag_for_attention_hands_the_refund_to_a_person_with_the_reason():
     assert transitions.refund_flag_for_attention(refund_id=done.pk, message="late") is None
     done.refresh_from_db()
     assert done.status == RefundStatus.SUCCEEDED and not done.logs.exists()
+
+
+def test_only_the_provider_may_turn_a_success_into_a_failure():
+    """succeeded → failed is the provider's correction (a bank bounced the refund): refused to
+    everyone else, admitted with allow_correction, and still only that one way."""
+    refund = RefundFactory(status=RefundStatus.SUCCEEDED)
+    with pytest.raises(errors.InvalidTransition) as refused:
+        transitions.refund_transition(refund_id=refund.pk, to_status=RefundStatus.FAILED)
+    assert str(refused.value) == f"Refund {refund} cannot go from succeeded to failed."
+    with pytest.raises(errors.InvalidTransition):
+        transitions.refund_transition(refund_id=refund.pk, to_status=RefundStatus.CANCELED, allow_correction=True)
+
+    corrected = transitions.refund_transition(refund_id=refund.pk, to_status=RefundStatus.FAILED, allow_correction=True)
+
+    assert corrected.status == RefundStatus.FAILED
+    log = refund.logs.get()
+    assert (log.from_status, log.to_status, log.message) == ("succeeded", "failed", "")
+    # On any other status a correction adds nothing to the ordinary table.
+    waiting = RefundFactory()
+    with pytest.raises(errors.InvalidTransition):
+        transitions.refund_transition(refund_id=waiting.pk, to_status=RefundStatus.FAILED, allow_correction=True)
+    assert transitions.refund_transition(
+        refund_id=waiting.pk, to_status=RefundStatus.CANCELED, allow_correction=True
+    ).status == RefundStatus.CANCELED
+
+
+def test_a_stale_expectation_is_refused_with_both_statuses():
+    refund = RefundFactory()
+    with pytest.raises(errors.InvalidTransition) as refused:
+        transitions.refund_transition(
+            refund_id=refund.pk, to_status=RefundStatus.CANCELED,
+            expected_from={RefundStatus.PROCESSING, RefundStatus.APPROVED},
+        )
+    assert str(refused.value) == f"Refund {refund} is pending_approval, not approved/processing."
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.PENDING_APPROVAL and not refund.logs.exists()
