@@ -217,3 +217,25 @@ def test_a_stale_expectation_is_refused_with_both_statuses():
     assert str(refused.value) == f"Refund {refund} is pending_approval, not approved/processing."
     refund.refresh_from_db()
     assert refund.status == RefundStatus.PENDING_APPROVAL and not refund.logs.exists()
+
+
+def test_a_final_status_stops_every_clock_and_a_note_is_cut_to_its_column():
+    """Reaching a final status clears the in-flight lease and the next action and stamps
+    resolved_at; a log message longer than its column is cut, an empty one stays empty."""
+    now = timezone.now()
+    refund = RefundFactory(status=RefundStatus.PROCESSING, call_started_at=now, next_action_at=now)
+
+    transitions.refund_transition(refund_id=refund.pk, to_status=RefundStatus.SUCCEEDED, message="x" * 1500)
+
+    refund.refresh_from_db()
+    assert refund.call_started_at is None and refund.next_action_at is None and refund.resolved_at is not None
+    assert refund.logs.get().message == "x" * 1000
+
+    note = transitions.refund_log_append(refund=refund, event=RefundLog.Event.NOTE)
+    assert (note.message, note.data, note.actor) == ("", {}, None)
+
+    # Into processing, the lease the caller did not mention is left as it was.
+    sent = RefundFactory(status=RefundStatus.APPROVED, call_started_at=now)
+    transitions.refund_transition(refund_id=sent.pk, to_status=RefundStatus.PROCESSING)
+    sent.refresh_from_db()
+    assert sent.call_started_at == now and sent.resolved_at is None
