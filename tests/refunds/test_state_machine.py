@@ -239,3 +239,22 @@ def test_a_final_status_stops_every_clock_and_a_note_is_cut_to_its_column():
     transitions.refund_transition(refund_id=sent.pk, to_status=RefundStatus.PROCESSING)
     sent.refresh_from_db()
     assert sent.call_started_at == now and sent.resolved_at is None
+
+
+def test_a_transition_keeps_its_data_and_announces_itself_as_a_refund(manager):
+    refund = RefundFactory(status=RefundStatus.APPROVED)
+    heard = []
+
+    def listener(sender, refund, from_status, to_status, actor, **kw):
+        heard.append((refund.pk, from_status, to_status, actor))
+
+    refund_status_changed.connect(listener, sender=RefundRequest, dispatch_uid="test-sender-listener")
+    try:
+        transitions.refund_transition(
+            refund_id=refund.pk, to_status=RefundStatus.PROCESSING, actor=manager, data={"attempt": 1}
+        )
+    finally:
+        refund_status_changed.disconnect(sender=RefundRequest, dispatch_uid="test-sender-listener")
+
+    assert heard == [(refund.pk, "approved", "processing", manager)]
+    assert refund.logs.get().data == {"attempt": 1}
