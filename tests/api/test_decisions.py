@@ -88,3 +88,24 @@ def test_rejection_is_final_and_logged(api, manager, pending):
 def test_unknown_refund_is_404(api, manager):
     response = api(manager).post("/api/refunds/nope/approve/", {}, format="json")
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+def test_refusals_tell_the_person_why(api, agent, manager, manager2):
+    """The 403/409 bodies carry the reason a person reads, not only a code."""
+    RefundFactory(requested_by=manager, merchant_refund_id="own-2")
+    big = RefundFactory(requested_by=agent, amount_minor=250_000, merchant_refund_id="big-2")
+    done = RefundFactory(requested_by=agent, status=RefundStatus.CANCELED, merchant_refund_id="done-2")
+
+    not_a_manager = api(agent).post("/api/refunds/big-2/approve/", {}, format="json").json()["error"]
+    own = api(manager).post("/api/refunds/own-2/approve/", {}, format="json").json()["error"]
+    api(manager).post("/api/refunds/big-2/approve/", {}, format="json")  # tier 1: still waits
+    twice = api(manager).post("/api/refunds/big-2/approve/", {}, format="json").json()["error"]
+    closed = api(manager2).post("/api/refunds/done-2/approve/", {}, format="json").json()["error"]
+
+    assert not_a_manager["message"] == "Only finance managers may approve or reject refunds."
+    assert own["message"] == "Nobody approves or rejects a refund they requested."
+    assert twice == {"code": "already_approved", "field": None,
+                     "message": "You have already approved this refund; it needs someone else."}
+    assert closed["code"] == "not_awaiting_approval"
+    assert closed["message"] == f"Refund {done} is canceled, not awaiting approval."
+    assert big.approvals.count() == 1

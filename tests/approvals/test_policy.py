@@ -6,7 +6,7 @@ from django.contrib.auth.models import Group
 
 from approvals.models import Approval, ApproverLimit, AutoApproveThreshold
 from approvals.policy import approver_limit, auto_approve_threshold
-from approvals.services import refund_approve, refund_reject
+from approvals.services import refund_approve, refund_auto_approve, refund_reject
 from refunds import errors
 from refunds.models import RefundStatus
 from refunds.roles import FINANCE_MANAGERS
@@ -104,3 +104,94 @@ def test_no_limit_in_the_currency_means_no_approval(agent):
 def test_any_manager_may_reject_whatever_the_amount(manager, agent):
     refund = RefundFactory(requested_by=agent, amount_minor=10_000_000)
     assert refund_reject(refund_id=refund.pk, approver=manager, comment="not ours").status == RefundStatus.REJECTED
+
+
+def test_auto_approval_names_the_currency_threshold_it_used(agent, settings):
+    settings.REFUND_AUTO_APPROVE_THRESHOLDS = {"EUR": 7000}
+    settings.REFUND_AUTO_APPROVE_DEFAULT = 100
+    refund = RefundFactory(requested_by=agent, amount_minor=6000, currency="EUR")
+
+    result = refund_auto_approve(refund=refund)
+
+    assert result.status == RefundStatus.APPROVED
+    approval = Approval.objects.get()
+    assert (approval.decision, approval.approver) == (Approval.Decision.AUTO_APPROVED, None)
+    assert approval.comment == "At or under the auto-approve threshold of 7000 EUR minor units"
+    log = refund.logs.get()
+    assert (log.to_status, log.actor, log.message) == ("approved", None, "Auto-approved: at or under the threshold")
+
+
+def test_the_log_says_who_approved_and_why(manager, agent):
+    with_comment = RefundFactory(requested_by=agent, amount_minor=5_000)
+    without = RefundFactory(requested_by=agent, amount_minor=5_000)
+
+    refund_approve(refund_id=with_comment.pk, approver=manager, comment="receipt checked")
+    refund_approve(refund_id=without.pk, approver=manager)
+
+    log = with_comment.logs.get()
+    assert (log.to_status, log.actor, log.message) == ("approved", manager, "Approved: receipt checked")
+    log = without.logs.get()
+    assert (log.to_status, log.actor, log.message) == ("approved", manager, "Approved")
+    assert without.approvals.get().comment == ""
+
+
+def test_a_lower_tier_approval_is_logged_under_its_approver(manager, agent):
+    refund = RefundFactory(requested_by=agent, amount_minor=250_000)
+    refund_approve(refund_id=refund.pk, approver=manager)
+    note = refund.logs.get()
+    assert (note.event, note.actor) == ("note", manager)
+    assert note.message.startswith("Approved at tier 1 (limit 1,000.00 USD)")
+
+
+def test_a_limit_equal_to_the_amount_covers_it(manager, agent):
+    """The limit is the most one may approve alone: an amount exactly at it is approved."""
+    refund = RefundFactory(requested_by=agent, amount_minor=100_000)
+    assert refund_approve(refund_id=refund.pk, approver=manager).status == RefundStatus.APPROVED
+    ApproverLimit.objects.filter(group=Group.objects.get(name=FINANCE_MANAGERS)).delete()
+    tiny = factories.manager(username="tiny")
+    limit(tiny, 1)  # the smallest limit there is still approves one minor unit
+    cent = RefundFactory(requested_by=agent, amount_minor=1)
+    assert refund_approve(refund_id=cent.pk, approver=tiny).status == RefundStatus.APPROVED
+
+
+def test_the_approvers_limit_is_the_one_for_the_refunds_currency(manager, agent):
+    group = Group.objects.get(name=FINANCE_MANAGERS)
+    limit(group, 100_000)
+    limit(group, 20_000, "JPY")
+    refund = RefundFactory(requested_by=agent, amount_minor=50_000, currency="JPY")
+    assert refund_approve(refund_id=refund.pk, approver=manager).status == RefundStatus.PENDING_APPROVAL
+    assert refund.approvals.get().limit_minor == 20_000
+
+
+def test_no_limit_message_names_the_currency(agent):
+    ApproverLimit.objects.filter(group=Group.objects.get(name=FINANCE_MANAGERS)).delete()
+    newcomer = factories.manager(username="newcomer")
+    refund = RefundFactory(requested_by=agent, currency="EUR")
+    with pytest.raises(errors.PermissionDenied) as denied:
+        refund_approve(refund_id=refund.pk, approver=newcomer)
+    assert str(denied.value) == "You have no approval limit for EUR."
+
+
+def test_a_rejection_records_who_rejected_and_why(manager, agent):
+    refund = RefundFactory(requested_by=agent)
+    refund_reject(refund_id=refund.pk, approver=manager, comment="  outside the window  ")
+    rejection = refund.approvals.get()
+    assert (rejection.approver, rejection.decision, rejection.comment) == (
+        manager, Approval.Decision.REJECTED, "outside the window",
+    )
+
+
+@pytest.mark.parametrize("comment", [None, "", "   "])
+def test_a_rejection_without_a_reason_is_refused(manager, agent, comment):
+    refund = RefundFactory(requested_by=agent)
+    with pytest.raises(errors.RefundValidationError) as refused:
+        refund_reject(refund_id=refund.pk, approver=manager, comment=comment)
+    assert refused.value.code == "comment_required"
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.PENDING_APPROVAL and not refund.approvals.exists()
+
+
+def test_a_limit_in_another_currency_counts_for_nothing(manager):
+    limit(manager, 500_000, "JPY")  # personal, but only for yen
+    assert approver_limit(manager, "USD") == 100_000  # the group's any-currency default
+    assert approver_limit(manager, "JPY") == 500_000

@@ -7,9 +7,9 @@ from django.utils import timezone
 
 from refunds import errors
 from refunds.services import dispatch, execution, transitions
-from refunds.models import ALLOWED_TRANSITIONS, FINAL_STATUSES, RefundLog, RefundStatus
+from refunds.models import ALLOWED_TRANSITIONS, FINAL_STATUSES, RefundLog, RefundRequest, RefundStatus
 from refunds.signals import refund_status_changed
-from tests.factories import RefundFactory
+from tests.factories import PaymentFactory, RefundFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -119,3 +119,142 @@ def test_dispatcher_hands_out_due_work_once(django_capture_on_commit_callbacks, 
     stuck.refresh_from_db()
     assert polling.poll_count == 1 and polling.next_action_at > now
     assert stuck.status == RefundStatus.NEEDS_ATTENTION
+
+
+def test_refund_create_logs_the_request_with_its_author_and_announces_it(agent):
+    """The first log row says who asked, what and with which data; receivers hear "" → status."""
+    payment = PaymentFactory()
+    fields = dict(
+        provider="stripe", connector_transaction_id=payment.connector_transaction_id, payment=payment,
+        amount_minor=700, currency="USD", requested_by=agent, request_fingerprint="0" * 64,
+        status=RefundStatus.PENDING_APPROVAL,
+    )
+    heard = []
+
+    def listener(sender, refund, from_status, to_status, actor, **kw):
+        heard.append((refund.pk, from_status, to_status, actor))
+
+    refund_status_changed.connect(listener, sender=RefundRequest, dispatch_uid="test-create-listener")
+    try:
+        refund = transitions.refund_create(
+            actor=agent, message="Requested 7.00 USD", data={"payment_verified": True},
+            merchant_refund_id="announced", idempotency_key="k-announced", **fields,
+        )
+        quiet = transitions.refund_create(
+            message="Recorded from the provider", announce=False,
+            merchant_refund_id="quiet", idempotency_key="k-quiet", **fields,
+        )
+    finally:
+        refund_status_changed.disconnect(sender=RefundRequest, dispatch_uid="test-create-listener")
+
+    assert heard == [(refund.pk, "", "pending_approval", agent)]  # the quiet one is not announced
+    log = refund.logs.get()
+    assert (log.event, log.from_status, log.to_status, log.actor, log.message, log.data) == (
+        "requested", "", "pending_approval", agent, "Requested 7.00 USD", {"payment_verified": True},
+    )
+    quiet_log = quiet.logs.get()
+    assert (quiet_log.actor, quiet_log.message, quiet_log.data) == (None, "Recorded from the provider", {})
+
+
+def test_flag_for_attention_hands_the_refund_to_a_person_with_the_reason():
+    """needs_attention keeps the code and message (cut to their columns), stops the dispatcher
+    from picking it up again, and logs the message; a refund that moved on is left alone."""
+    now = timezone.now()
+    refund = RefundFactory(status=RefundStatus.PROCESSING, next_action_at=now, call_started_at=now)
+
+    flagged = transitions.refund_flag_for_attention(refund_id=refund.pk, message="m" * 600, code="c" * 70)
+
+    assert flagged.pk == refund.pk
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.NEEDS_ATTENTION
+    assert refund.error_code == "c" * 64 and refund.error_message == "m" * 500
+    assert refund.next_action_at is None and refund.call_started_at is None
+    log = refund.logs.get()
+    assert (log.from_status, log.to_status, log.message) == ("processing", "needs_attention", "m" * 600)
+
+    other = RefundFactory(status=RefundStatus.PROCESSING)
+    transitions.refund_flag_for_attention(refund_id=other.pk, message="no code given")
+    other.refresh_from_db()
+    assert (other.error_code, other.error_message) == ("", "no code given")
+
+    done = RefundFactory(status=RefundStatus.SUCCEEDED)
+    assert transitions.refund_flag_for_attention(refund_id=done.pk, message="late") is None
+    done.refresh_from_db()
+    assert done.status == RefundStatus.SUCCEEDED and not done.logs.exists()
+
+
+def test_only_the_provider_may_turn_a_success_into_a_failure():
+    """succeeded → failed is the provider's correction (a bank bounced the refund): refused to
+    everyone else, admitted with allow_correction, and still only that one way."""
+    refund = RefundFactory(status=RefundStatus.SUCCEEDED)
+    with pytest.raises(errors.InvalidTransition) as refused:
+        transitions.refund_transition(refund_id=refund.pk, to_status=RefundStatus.FAILED)
+    assert str(refused.value) == f"Refund {refund} cannot go from succeeded to failed."
+    with pytest.raises(errors.InvalidTransition):
+        transitions.refund_transition(refund_id=refund.pk, to_status=RefundStatus.CANCELED, allow_correction=True)
+
+    corrected = transitions.refund_transition(refund_id=refund.pk, to_status=RefundStatus.FAILED, allow_correction=True)
+
+    assert corrected.status == RefundStatus.FAILED
+    log = refund.logs.get()
+    assert (log.from_status, log.to_status, log.message) == ("succeeded", "failed", "")
+    # On any other status a correction adds nothing to the ordinary table.
+    waiting = RefundFactory()
+    with pytest.raises(errors.InvalidTransition):
+        transitions.refund_transition(refund_id=waiting.pk, to_status=RefundStatus.FAILED, allow_correction=True)
+    assert transitions.refund_transition(
+        refund_id=waiting.pk, to_status=RefundStatus.CANCELED, allow_correction=True
+    ).status == RefundStatus.CANCELED
+
+
+def test_a_stale_expectation_is_refused_with_both_statuses():
+    refund = RefundFactory()
+    with pytest.raises(errors.InvalidTransition) as refused:
+        transitions.refund_transition(
+            refund_id=refund.pk, to_status=RefundStatus.CANCELED,
+            expected_from={RefundStatus.PROCESSING, RefundStatus.APPROVED},
+        )
+    assert str(refused.value) == f"Refund {refund} is pending_approval, not approved/processing."
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.PENDING_APPROVAL and not refund.logs.exists()
+
+
+def test_a_final_status_stops_every_clock_and_a_note_is_cut_to_its_column():
+    """Reaching a final status clears the in-flight lease and the next action and stamps
+    resolved_at; a log message longer than its column is cut, an empty one stays empty."""
+    now = timezone.now()
+    refund = RefundFactory(status=RefundStatus.PROCESSING, call_started_at=now, next_action_at=now)
+
+    transitions.refund_transition(refund_id=refund.pk, to_status=RefundStatus.SUCCEEDED, message="x" * 1500)
+
+    refund.refresh_from_db()
+    assert refund.call_started_at is None and refund.next_action_at is None and refund.resolved_at is not None
+    assert refund.logs.get().message == "x" * 1000
+
+    note = transitions.refund_log_append(refund=refund, event=RefundLog.Event.NOTE)
+    assert (note.message, note.data, note.actor) == ("", {}, None)
+
+    # Into processing, the lease the caller did not mention is left as it was.
+    sent = RefundFactory(status=RefundStatus.APPROVED, call_started_at=now)
+    transitions.refund_transition(refund_id=sent.pk, to_status=RefundStatus.PROCESSING)
+    sent.refresh_from_db()
+    assert sent.call_started_at == now and sent.resolved_at is None
+
+
+def test_a_transition_keeps_its_data_and_announces_itself_as_a_refund(manager):
+    refund = RefundFactory(status=RefundStatus.APPROVED)
+    heard = []
+
+    def listener(sender, refund, from_status, to_status, actor, **kw):
+        heard.append((refund.pk, from_status, to_status, actor))
+
+    refund_status_changed.connect(listener, sender=RefundRequest, dispatch_uid="test-sender-listener")
+    try:
+        transitions.refund_transition(
+            refund_id=refund.pk, to_status=RefundStatus.PROCESSING, actor=manager, data={"attempt": 1}
+        )
+    finally:
+        refund_status_changed.disconnect(sender=RefundRequest, dispatch_uid="test-sender-listener")
+
+    assert heard == [(refund.pk, "approved", "processing", manager)]
+    assert refund.logs.get().data == {"attempt": 1}
