@@ -25,6 +25,15 @@ def at_robokassa(robokassa_sandbox, invoice_id):
     return robokassa_sandbox.payment(invoice_id)["refunds"]
 
 
+def file_1000_rub(api, agent, robokassa_sandbox):
+    """A 10.00 RUB refund filed through the API on a new 100.00 RUB payment: (invoice id, refund)."""
+    invoice_id = robokassa_sandbox.create_payment(10_000, behavior="stay")
+    response = api(agent).post("/api/refunds/", body(invoice_id, amount={"minor_amount": 1_000, "currency": "RUB"}),
+                               format="json")
+    assert response.status_code == 201, response.json()
+    return invoice_id, RefundRequest.objects.get(connector_transaction_id=invoice_id)
+
+
 def test_refund_by_items_is_filed_executed_and_followed_to_success(api, agent, robokassa_sandbox):
     invoice_id = robokassa_sandbox.create_payment(10_000, behavior="stay", description="Tea set")
 
@@ -56,9 +65,7 @@ def test_refund_by_items_is_filed_executed_and_followed_to_success(api, agent, r
 
 
 def test_canceled_at_robokassa(api, agent, robokassa_sandbox):
-    invoice_id = robokassa_sandbox.create_payment(10_000, behavior="stay")
-    api(agent).post("/api/refunds/", body(invoice_id, amount={"minor_amount": 1_000, "currency": "RUB"}), format="json")
-    refund = RefundRequest.objects.get(connector_transaction_id=invoice_id)
+    invoice_id, refund = file_1000_rub(api, agent, robokassa_sandbox)
     execution.refund_submit(refund_id=refund.pk)
     refund.refresh_from_db()
 
@@ -98,10 +105,7 @@ def test_a_lost_answer_is_never_refunded_twice_a_person_decides(api, agent, robo
 
 def test_a_person_who_found_no_refund_at_robokassa_sends_it_once_more(api, agent, manager, robokassa_sandbox,
                                                                       robokassa_sandbox_clean):
-    invoice_id = robokassa_sandbox.create_payment(10_000, behavior="stay")
-    api(agent).post("/api/refunds/", body(invoice_id, amount={"minor_amount": 1_000, "currency": "RUB"}),
-                    format="json")
-    refund = RefundRequest.objects.get(connector_transaction_id=invoice_id)
+    invoice_id, refund = file_1000_rub(api, agent, robokassa_sandbox)
     robokassa_sandbox.set_faults(500, path_prefix="/RefundService/Refund/Create")  # refused before any work
     with pytest.raises(execution.TransientProviderError):
         execution.refund_submit(refund_id=refund.pk)
@@ -120,10 +124,7 @@ def test_a_person_who_found_no_refund_at_robokassa_sends_it_once_more(api, agent
 
 
 def test_a_failed_lookup_before_create_is_simply_retried(api, agent, robokassa_sandbox, robokassa_sandbox_clean):
-    invoice_id = robokassa_sandbox.create_payment(10_000, behavior="stay")
-    api(agent).post("/api/refunds/", body(invoice_id, amount={"minor_amount": 1_000, "currency": "RUB"}),
-                    format="json")
-    refund = RefundRequest.objects.get(connector_transaction_id=invoice_id)
+    invoice_id, refund = file_1000_rub(api, agent, robokassa_sandbox)
     robokassa_sandbox.set_faults(503, path_prefix="/Merchant/WebService")  # OpStateExt, before Create
     with pytest.raises(execution.TransientProviderError):
         execution.refund_submit(refund_id=refund.pk)
@@ -216,10 +217,7 @@ def test_a_disabled_provider_is_unknown(api, agent, settings, robokassa_sandbox)
 
 def test_the_refund_row_says_how_many_calls_are_unconfirmed(api, agent, manager, robokassa_sandbox,
                                                              robokassa_sandbox_clean):
-    invoice_id = robokassa_sandbox.create_payment(10_000, behavior="stay")
-    api(agent).post("/api/refunds/", body(invoice_id, amount={"minor_amount": 1_000, "currency": "RUB"}),
-                    format="json")
-    refund = RefundRequest.objects.get(connector_transaction_id=invoice_id)
+    invoice_id, refund = file_1000_rub(api, agent, robokassa_sandbox)
 
     def unconfirmed():
         RefundRequest.objects.filter(pk=refund.pk).update(next_action_at=None)
