@@ -9,6 +9,7 @@ from approvals import services as approval_services
 from approvals.models import Approval
 from refunds import errors
 from refunds.services import execution
+from refunds.admin_resolve import ResolveByHandMixin
 from refunds.admin_scale import CappedCountPaginator, loose_distinct_filter
 from refunds.models import ApiToken, Payment, ReasonCode, RefundLog, RefundRequest, RefundStatus, WebhookEvent
 from refunds.money import format_minor
@@ -121,7 +122,7 @@ reject_action = _named_action(
 )
 retry_action = _named_action(
     "retry_selected", "Retry selected refunds (needs attention)", "retry", title="Retry refunds", verb="Retry",
-    service=lambda refund, user, comment: execution.refund_retry(refund_id=refund.pk, actor=user),
+    service=lambda refund, user, comment: execution.refund_retry(refund_id=refund.pk, actor=user, comment=comment),
 )
 cancel_action = _named_action(
     "cancel_selected", "Cancel selected refunds (not yet sent)", "retry", title="Cancel refunds", verb="Cancel",
@@ -135,7 +136,7 @@ CURRENCY_FILTER = loose_distinct_filter("currency", "currency")
 
 
 @admin.register(RefundRequest)
-class RefundRequestAdmin(admin.ModelAdmin):
+class RefundRequestAdmin(ResolveByHandMixin, admin.ModelAdmin):
     list_display = (
         "merchant_refund_id",
         "status_badge",
@@ -155,7 +156,7 @@ class RefundRequestAdmin(admin.ModelAdmin):
     list_per_page = 50
     date_hierarchy = None
     ordering = ("-created_at", "-id")
-    actions = [approve_action, reject_action, retry_action, cancel_action]
+    actions = [approve_action, reject_action, retry_action, cancel_action, "resolve_selected"]
     inlines = [ApprovalInline, RefundLogInline]
     fieldsets = (
         (

@@ -377,8 +377,9 @@ def refund_sync_status(*, refund_id: int) -> RefundRequest | None:
     return refund_record_provider_result(refund_id=refund_id, result=result)
 
 
-def refund_retry(*, refund_id: int, actor) -> RefundRequest:
-    """A person sends a refund that needed attention back to the worker (same idempotency key)."""
+def refund_retry(*, refund_id: int, actor, comment: str = "") -> RefundRequest:
+    """A person sends a refund that needed attention back to the worker (same idempotency key);
+    their comment goes into the log with it."""
     if not actor.has_perm("refunds.retry_refundrequest"):
         raise errors.PermissionDenied("You may not retry refunds.")
     # Retrying a refund flagged because an earlier call's outcome is unknown (a provider without
@@ -390,7 +391,9 @@ def refund_retry(*, refund_id: int, actor) -> RefundRequest:
         to_status=RefundStatus.APPROVED,
         expected_from={RefundStatus.NEEDS_ATTENTION},
         actor=actor,
-        message="Retried by a person" + (", who found no refund at the provider" if unknown_outcome else ""),
+        message="Retried by a person"
+        + (", who found no refund at the provider" if unknown_outcome else "")
+        + (f": {comment.strip()}" if (comment or "").strip() else ""),
         data={"outcome_checked": True} if unknown_outcome else None,
         submit_attempts=0,  # a fresh budget of automatic attempts; the log keeps every call
         error_code="",
