@@ -48,7 +48,8 @@ def test_columns_and_amounts_as_decimals_with_each_currencys_exponent(export):
     assert list(rows[0]) == [
         "merchant_refund_id", "connector_transaction_id", "connector_refund_id", "provider", "status",
         "amount_minor", "amount", "currency", "reason_code", "reason_note", "product", "origin",
-        "requested_by", "approvers", "requested_at (UTC)", "requested_at (business time: UTC)", "approved_at (UTC)",
+        "requested_by", "approvers", "rejected_or_canceled_by", "rejection_or_cancel_reason", "failure_code",
+        "failure_message", "requested_at (UTC)", "requested_at (business time: UTC)", "approved_at (UTC)",
         "approved_at (business time: UTC)", "resolved_at (UTC)", "resolved_at (business time: UTC)", "time_to_resolution_seconds",
         "time_to_resolution",
     ]  # fmt: skip

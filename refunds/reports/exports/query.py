@@ -25,7 +25,7 @@ from django.db.models import BigIntegerField, CharField, Expression, F, Func, Q,
 from django.utils.text import smart_split, unescape_string_literal
 
 from approvals.models import Approval
-from refunds.models import RefundRequest
+from refunds.models import RefundLog, RefundRequest, RefundStatus
 from refunds.money import _THREE_DECIMAL, _ZERO_DECIMAL
 from refunds.reports.calendar import business_zone, day_start
 from refunds.reports.formatting import duration_hms, money_plain, timestamp_display
@@ -35,6 +35,8 @@ from refunds.selectors import refund_visible_to
 BATCH_ROWS = 5_000
 
 TEXT, INTEGER, DECIMAL = "text", "integer", "decimal"
+# Text cells a spreadsheet stores as a date-time ("2026-03-01 14:05:09") or a duration ("27:04:05").
+TIMESTAMP, DURATION = "timestamp", "duration"
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _APPROVING = (Approval.Decision.APPROVED, Approval.Decision.AUTO_APPROVED)
 AUTO_APPROVED = "auto-approved"
@@ -117,6 +119,29 @@ def _approvers_sql() -> Expression:
     )
 
 
+def _closer_sql(part: str) -> Expression:
+    """Who rejected or canceled the refund ("name"), or why ("why"): the rejecting approval,
+    or the log row that canceled it (no person: the provider canceled it). One subquery each."""
+    user_table = get_user_model()._meta.db_table
+    name = _PERSON_SQL.format("u.first_name", "u.last_name", "u.username")
+    rejected = {"name": name, "why": "ap.comment"}[part]
+    canceled = {"name": f"COALESCE({name}, {{1}})", "why": "l.message"}[part]
+    return _neutralised(
+        _Sql(
+            f"CASE {{2}} WHEN '{RefundStatus.REJECTED}' THEN (SELECT {rejected} FROM {Approval._meta.db_table} ap"
+            f" LEFT JOIN {user_table} u ON u.id = ap.approver_id WHERE ap.refund_id = {{0}}"
+            f" AND ap.decision = '{Approval.Decision.REJECTED}' ORDER BY ap.created_at DESC, ap.id DESC LIMIT 1)"
+            f" WHEN '{RefundStatus.CANCELED}' THEN (SELECT {canceled} FROM {RefundLog._meta.db_table} l"
+            f" LEFT JOIN {user_table} u ON u.id = l.actor_id WHERE l.refund_id = {{0}}"
+            f" AND l.to_status = '{RefundStatus.CANCELED}' ORDER BY l.id DESC LIMIT 1) END",
+            F("pk"),
+            F("provider"),
+            F("status"),
+            output_field=_TEXT,
+        )
+    )
+
+
 @dataclass(frozen=True)
 class Column:
     """One column of the export: its header, the database expression that computes the
@@ -144,11 +169,13 @@ def _timestamps(header: str, field: str) -> list[Column]:
             f"{header} (UTC)",
             lambda zone: _Sql(_STAMP_SQL, F(field), Value("UTC"), output_field=_TEXT),
             lambda r, zone: timestamp_display(r[field], UTC),
+            TIMESTAMP,
         ),
         Column(
             f"{header} (business time: {settings.REPORTS_TIME_ZONE})",
             lambda zone: _Sql(_STAMP_SQL, F(field), Value(zone), output_field=_TEXT),
             lambda r, zone: timestamp_display(r[field], zone),
+            TIMESTAMP,
         ),
     ]
 
@@ -189,6 +216,10 @@ def export_columns() -> list[Column]:
             ),
         ),
         Column("approvers", lambda zone: _approvers_sql(), lambda r, zone: neutralise(r["approvers"])),
+        Column("rejected_or_canceled_by", lambda zone: _closer_sql("name"), lambda r, zone: neutralise(r["closer"][0])),
+        Column("rejection_or_cancel_reason", lambda zone: _closer_sql("why"), lambda r, zone: neutralise(r["closer"][1])),
+        _text("failure_code", "error_code"),
+        _text("failure_message", "error_message"),
         *_timestamps("requested_at", "created_at"),
         *_timestamps("approved_at", "approved_at"),
         *_timestamps("resolved_at", "resolved_at"),
@@ -202,14 +233,15 @@ def export_columns() -> list[Column]:
             "time_to_resolution",
             lambda zone: _Sql(_HMS_SQL, F("created_at"), F("resolved_at"), output_field=_TEXT),
             lambda r, zone: duration_hms(_seconds_between(r["created_at"], r["resolved_at"])),
+            DURATION,
         ),
     ]
 
 
-# The raw fields the Python path reads; `approvers` is added per batch.
+# The raw fields the Python path reads; `approvers` and `closer` are added per batch.
 _RAW_FIELDS = (
     "pk", "merchant_refund_id", "connector_transaction_id", "connector_refund_id", "provider", "status",
-    "amount_minor", "currency", "reason_code_id", "reason", "product", "origin",
+    "amount_minor", "currency", "reason_code_id", "reason", "product", "origin", "error_code", "error_message",
     "requested_by__first_name", "requested_by__last_name", "requested_by__username",
     "created_at", "approved_at", "resolved_at",
 )  # fmt: skip
@@ -291,9 +323,11 @@ def export_rows(qs: QuerySet[RefundRequest], *, in_database: bool | None = None)
     records = qs.values(*_RAW_FIELDS).iterator(chunk_size=BATCH_ROWS)
     while batch := list(islice(records, BATCH_ROWS)):
         approvers = _approvers_by_refund([record["pk"] for record in batch])
+        closers = _closers_by_refund(batch)
         rows = []
         for record in batch:
             record["approvers"] = approvers.get(record["pk"])
+            record["closer"] = closers.get(record["pk"], (None, None))
             rows.append(tuple(column.python(record, zoneinfo) for column in columns))
         yield rows
 
@@ -308,3 +342,23 @@ def _approvers_by_refund(refund_ids: list[int]) -> dict[int, str]:
     for refund_id, first, last, username in approvals:
         names.setdefault(refund_id, []).append(person_name(first, last, username) or AUTO_APPROVED)
     return {refund_id: ", ".join(each) for refund_id, each in names.items()}
+
+
+def _closers_by_refund(batch: list[dict]) -> dict[int, tuple[str | None, str | None]]:
+    """Who rejected or canceled each refund of the batch and why (two queries a batch)."""
+    closers: dict[int, tuple[str | None, str | None]] = {}
+    rejected = [r["pk"] for r in batch if r["status"] == RefundStatus.REJECTED]
+    for refund_id, first, last, username, comment in (
+        Approval.objects.filter(refund_id__in=rejected, decision=Approval.Decision.REJECTED)
+        .order_by("refund_id", "created_at", "id")
+        .values_list("refund_id", "approver__first_name", "approver__last_name", "approver__username", "comment")
+    ):
+        closers[refund_id] = (person_name(first, last, username), comment)  # the latest wins
+    provider = {r["pk"]: r["provider"] for r in batch if r["status"] == RefundStatus.CANCELED}
+    for refund_id, first, last, username, message in (
+        RefundLog.objects.filter(refund_id__in=list(provider), to_status=RefundStatus.CANCELED)
+        .order_by("refund_id", "id")
+        .values_list("refund_id", "actor__first_name", "actor__last_name", "actor__username", "message")
+    ):
+        closers[refund_id] = (person_name(first, last, username) or provider[refund_id], message)
+    return closers
