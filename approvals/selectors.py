@@ -1,6 +1,6 @@
 """Reads for approvers: the approval queue with what a decision needs at a glance."""
 
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from approvals.models import Approval
@@ -14,10 +14,15 @@ def _count_of(qs: QuerySet, group_by: str) -> Subquery:
     return Subquery(qs.order_by().values(group_by).annotate(n=Count("id")).values("n"))
 
 
+def _sum_of(qs: QuerySet, group_by: str) -> Subquery:
+    return Subquery(qs.order_by().values(group_by).annotate(total=Sum("amount_minor")).values("total"))
+
+
 def approval_queue(qs: QuerySet[RefundRequest]) -> QuerySet[RefundRequest]:
-    """`qs` narrowed to refunds awaiting approval, each annotated with `earlier_count` (earlier
-    refunds on its payment), `customer_count` (the customer's earlier refunds, across payments)
-    and `tier_count` (approvals recorded so far)."""
+    """`qs` narrowed to refunds awaiting approval, each annotated with `earlier_count` and
+    `earlier_amount` (earlier refunds on its payment, in its currency's minor units),
+    `customer_count` (the customer's earlier refunds, across payments) and `tier_count`
+    (approvals recorded so far)."""
     earlier = RefundRequest.objects.filter(
         payment=OuterRef("payment"), created_at__lt=OuterRef("created_at")
     ).exclude(status__in=_NOT_COUNTED)
@@ -32,6 +37,7 @@ def approval_queue(qs: QuerySet[RefundRequest]) -> QuerySet[RefundRequest]:
         .select_related("requested_by", "payment")
         .annotate(
             earlier_count=Coalesce(_count_of(earlier, "payment"), 0),
+            earlier_amount=Coalesce(_sum_of(earlier, "payment"), 0),
             customer_count=Coalesce(_count_of(by_customer, "payment__customer"), 0),
             tier_count=Coalesce(_count_of(tiers, "refund"), 0),
         )

@@ -85,6 +85,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "refunds.navigation.approvals_waiting",
             ],
         },
     },
@@ -115,7 +116,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "/accounts/login/"
-LOGIN_REDIRECT_URL = "/refunds/"
+LOGIN_REDIRECT_URL = "/"  # refunds.navigation.home: each role's own page
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 # Repeated failed logins lock the username out for a while (django-axes, state in the database).

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 
+from refunds.navigation import home
 from refunds.views import healthz, provider_webhook, refund_detail, refund_list, refund_new
 
 admin.site.site_header = "Refund Office"
@@ -9,7 +9,7 @@ admin.site.site_title = "Refund Office"
 admin.site.index_title = "Refunds, approvals and reports"
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/refunds/", permanent=False)),
+    path("", home, name="home"),  # each role's own page
     path("accounts/", include("django.contrib.auth.urls")),
     path("refunds/", refund_list, name="refund-list"),
     path("refunds/new", refund_new, name="refund-new"),

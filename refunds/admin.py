@@ -14,6 +14,7 @@ from refunds.admin_scale import CappedCountPaginator, loose_distinct_filter
 from refunds.models import ApiToken, Payment, ReasonCode, RefundLog, RefundRequest, RefundStatus, WebhookEvent
 from refunds.money import format_minor
 from refunds.selectors import refund_visible_to
+from refunds.templatetags.refund_labels import status_label
 
 _BADGE_COLOURS = {
     RefundStatus.PENDING_APPROVAL: "#b7791f",
@@ -41,10 +42,18 @@ class ReadOnlyMixin:
 class RefundLogInline(ReadOnlyMixin, admin.TabularInline):
     model = RefundLog
     verbose_name_plural = "Timeline"
-    fields = ("created_at", "event", "from_status", "to_status", "actor", "message")
+    fields = ("created_at", "event", "status_move", "actor", "message")
     readonly_fields = fields
     ordering = ("created_at", "id")
     extra = 0
+
+
+    @admin.display(description="Status")
+    def status_move(self, obj):
+        if not obj.to_status:
+            return ""
+        labels = [status_label(value) for value in (obj.from_status, obj.to_status) if value]
+        return " → ".join(labels)
 
 
 class ApprovalInline(ReadOnlyMixin, admin.TabularInline):

@@ -256,7 +256,7 @@ def _claim_for_submit(refund_id: int) -> RefundRequest | None:
         refund_log_append(
             refund=refund,
             event=RefundLog.Event.PROVIDER_CALL,
-            message=f"create_refund attempt {attempts}",
+            message=f"Asking {refund.provider} to refund (attempt {attempts})",
             data={"idempotency_key": refund.idempotency_key, "attempt": attempts},
         )
     return refund
@@ -288,7 +288,7 @@ def refund_record_provider_result(*, refund_id: int, result: RefundResult) -> Re
         refund_log_append(
             refund=refund,
             event=RefundLog.Event.PROVIDER_ANSWER,
-            message=f"{result.connector_refund_id}: {result.status}",
+            message=f"{refund.provider} answered: refund {result.connector_refund_id} {result.status}",
             data={
                 "connector_refund_id": result.connector_refund_id,
                 "status": str(result.status),

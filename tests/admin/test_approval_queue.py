@@ -103,3 +103,23 @@ def test_queue_shows_the_customers_earlier_refunds(client, manager, agent, strip
 
     assert row.merchant_refund_id == "cust-2"
     assert row.payment.customer == customer and row.customer_count == 2 and row.earlier_count == 0
+
+
+def test_each_row_says_what_the_manager_looking_can_do_and_what_the_payment_had(client, manager, agent):
+    payment = PaymentFactory(amount_minor=50_000, amount_refunded_minor=4_000)
+    RefundFactory(merchant_refund_id="first", payment=payment, amount_minor=4_000, status=RefundStatus.SUCCEEDED)
+    RefundFactory(merchant_refund_id="small", payment=payment, requested_by=agent, amount_minor=6_000)
+    RefundFactory(merchant_refund_id="big", requested_by=agent, amount_minor=250_000)
+    RefundFactory(merchant_refund_id="mine", requested_by=manager, amount_minor=7_000)
+    client.force_login(manager)
+
+    html = client.get(QUEUE).content.decode()
+    table = html[html.index('id="result_list"'):]
+    rows = table[: table.index("</table>")].split("<tr")[2:]  # after the header row
+    by_id = {rid: next(row for row in rows if f">{rid}<" in row) for rid in ("small", "big", "mine")}
+
+    assert "earlier refunds: 40.00 USD (1)" in by_id["small"] and "460.00 USD</span> refundable" in by_id["small"]
+    assert "Within your limit" in by_id["small"]
+    assert "Over your limit (1,000.00 USD)" in by_id["big"]
+    assert "Your request" in by_id["mine"] and "Within your limit" not in by_id["mine"]
+    assert '<span class="money">2,500.00 USD</span>' in by_id["big"]
