@@ -63,42 +63,61 @@ class ApprovalInline(ReadOnlyMixin, admin.TabularInline):
     extra = 0
 
 
-def _run_per_row(modeladmin, request, queryset, action, *, comment):
-    """Call the service once per selected refund; tell the user what became of each."""
-    for refund in queryset:
+def _run_per_row(modeladmin, request, rows, action, *, comment):
+    """Call the service once per refund; tell the user what became of each. Messages start
+    with "Refund": the admin capitalises a message's first letter, and ids keep their case."""
+    for refund in rows:
         try:
             with transaction.atomic():
                 result = action(refund=refund, user=request.user, comment=comment)
         except errors.RefundError as error:
-            modeladmin.message_user(request, f"{refund}: not done — {error.message}", messages.ERROR)
+            modeladmin.message_user(request, f"Refund {refund}: not done — {error.message}", messages.ERROR)
             continue
         if result.status == RefundStatus.PENDING_APPROVAL:
             note = result.logs.order_by("-id").values_list("message", flat=True).first()
-            modeladmin.message_user(request, f"{refund}: {note}", messages.WARNING)
+            modeladmin.message_user(request, f"Refund {refund}: {note}", messages.WARNING)
         else:
-            modeladmin.message_user(request, f"{refund}: {result.get_status_display().lower()}", messages.SUCCESS)
+            modeladmin.message_user(
+                request, f"Refund {refund}: {result.get_status_display().lower()}", messages.SUCCESS
+            )
 
 
-def _confirmed_action(*, title: str, verb: str, service, comment_required: bool = False):
-    """An admin action with a confirmation page listing the rows and asking for a comment."""
+def _split_rows(queryset, user, skip_reason) -> tuple[list, list[tuple]]:
+    """The selected refunds the action will act on, and the others with why they are skipped."""
+    acting, skipped = [], []
+    for refund in queryset.select_related("requested_by"):
+        reason = skip_reason(refund, user)
+        if reason:
+            skipped.append((refund, reason))
+        else:
+            acting.append(refund)
+    return acting, skipped
+
+
+def _confirmed_action(*, title: str, verb: str, service, skip_reason, comment_required: bool = False):
+    """An admin action with a confirmation page: the rows it will act on with their total, the
+    rows it skips and why, and a comment. Confirming acts on those rows only."""
 
     def action(modeladmin, request, queryset):
+        acting, skipped = _split_rows(queryset, request.user, skip_reason)
         if request.POST.get("confirm") == "yes":
             comment = request.POST.get("comment", "").strip()
             if comment_required and not comment:
                 modeladmin.message_user(request, "A reason is required.", messages.ERROR)
             else:
-                _run_per_row(modeladmin, request, queryset, service, comment=comment)
+                for refund, reason in skipped:
+                    modeladmin.message_user(request, f"Refund {refund}: skipped — {reason}", messages.WARNING)
+                _run_per_row(modeladmin, request, acting, service, comment=comment)
                 return None
-        rows = list(queryset.select_related("requested_by"))
         totals: dict[str, int] = {}
-        for refund in rows:
+        for refund in acting:
             totals[refund.currency] = totals.get(refund.currency, 0) + refund.amount_minor
         context = {
             **modeladmin.admin_site.each_context(request),
             "title": title,
             "verb": verb,
-            "rows": rows,
+            "rows": acting,
+            "skipped": skipped,
             "totals": [format_minor(total, currency) for currency, total in sorted(totals.items())],
             "comment_required": comment_required,
             "action_name": request.POST.get("action"),
@@ -116,26 +135,52 @@ def _named_action(name: str, description: str, permission: str, **confirm):
     return action
 
 
+def _status_words(refund) -> str:
+    return refund.get_status_display().lower()
+
+
+def _undecidable(refund, user) -> str:
+    if refund.status != RefundStatus.PENDING_APPROVAL:
+        return f"it is {_status_words(refund)}, not waiting for approval"
+    if refund.requested_by_id == user.pk:
+        return "it is your own request: someone else decides it"
+    return ""
+
+
+def _not_retryable(refund, user) -> str:
+    if refund.status != RefundStatus.NEEDS_ATTENTION:
+        return f"it is {_status_words(refund)}: only refunds that need attention are retried"
+    return ""
+
+
+def _not_cancelable(refund, user) -> str:
+    if refund.status not in (RefundStatus.PENDING_APPROVAL, RefundStatus.APPROVED):
+        return f"it is {_status_words(refund)}: only refunds not yet sent to the provider are canceled"
+    return ""
+
+
 approve_action = _named_action(
     "approve_selected", "Approve selected refunds", "approve", title="Approve refunds", verb="Approve",
+    skip_reason=_undecidable,
     service=lambda refund, user, comment: approval_services.refund_approve(
         refund_id=refund.pk, approver=user, comment=comment
     ),
 )
 reject_action = _named_action(
     "reject_selected", "Reject selected refunds", "approve", title="Reject refunds", verb="Reject",
-    comment_required=True,
+    comment_required=True, skip_reason=_undecidable,
     service=lambda refund, user, comment: approval_services.refund_reject(
         refund_id=refund.pk, approver=user, comment=comment
     ),
 )
 retry_action = _named_action(
     "retry_selected", "Retry selected refunds (needs attention)", "retry", title="Retry refunds", verb="Retry",
+    skip_reason=_not_retryable,
     service=lambda refund, user, comment: execution.refund_retry(refund_id=refund.pk, actor=user, comment=comment),
 )
 cancel_action = _named_action(
     "cancel_selected", "Cancel selected refunds (not yet sent)", "retry", title="Cancel refunds", verb="Cancel",
-    comment_required=True,
+    comment_required=True, skip_reason=_not_cancelable,
     service=lambda refund, user, comment: execution.refund_cancel(refund_id=refund.pk, actor=user, comment=comment),
 )
 

@@ -55,7 +55,7 @@ def test_approving_above_ones_limit_says_another_tier_is_needed(client, manager,
     )
 
     [message] = [str(m) for m in done.context["messages"]]
-    assert message.startswith(f"{big}: Approved at tier 1") and "2,500.00 USD" in message
+    assert message.startswith(f"Refund {big}: Approved at tier 1") and "2,500.00 USD" in message
     big.refresh_from_db()
     assert big.status == RefundStatus.PENDING_APPROVAL
 

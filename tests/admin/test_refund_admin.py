@@ -54,7 +54,7 @@ def test_approve_action_confirms_then_approves(client, manager, agent):
     a.refresh_from_db()
     b.refresh_from_db()
     assert (a.status, b.status) == (RefundStatus.APPROVED, RefundStatus.APPROVED)
-    assert {str(m) for m in done.context["messages"]} == {f"{a}: approved", f"{b}: approved"}
+    assert {str(m) for m in done.context["messages"]} == {f"Refund {a}: approved", f"Refund {b}: approved"}
 
 
 def test_reject_action_needs_a_reason_and_reports_per_row(client, manager):
@@ -74,8 +74,8 @@ def test_reject_action_needs_a_reason_and_reports_per_row(client, manager):
     other.refresh_from_db()
     own.refresh_from_db()
     assert other.status == RefundStatus.REJECTED and own.status == RefundStatus.PENDING_APPROVAL
-    assert f"{own}: not done — Nobody approves or rejects a refund they requested." in messages
-    assert f"{other}: rejected" in messages
+    assert f"Refund {own}: skipped — it is your own request: someone else decides it" in messages
+    assert f"Refund {other}: rejected" in messages
 
 
 def test_change_page_shows_the_timeline_read_only(client, manager):
@@ -112,7 +112,7 @@ def test_retry_and_cancel_actions(client, manager, django_capture_on_commit_call
     assert (stuck.status, stuck.submit_attempts, stuck.error_code) == (RefundStatus.APPROVED, 0, "")
     assert published_tasks == [("refund_submit_task", (stuck.pk,))]  # the submit task goes out again
     assert (waiting.status, sent.status) == (RefundStatus.CANCELED, RefundStatus.PROCESSING)
-    assert f"{sent}: not done — Refund {sent} is processing, not approved/pending_approval." in [
+    assert f"Refund {sent}: skipped — it is processing: only refunds not yet sent to the provider are canceled" in [
         str(m) for m in done.context["messages"]
     ]
 
@@ -131,3 +131,30 @@ def test_retry_confirmation_warns_when_an_earlier_calls_outcome_is_unknown(clien
     assert f'data-testid="unknown-outcome-{plain.pk}"' not in html
     unknown.refresh_from_db()
     assert unknown.status == RefundStatus.NEEDS_ATTENTION  # nothing happens before the confirmation
+
+
+def test_the_confirmation_counts_and_totals_only_what_the_action_acts_on(client, manager, agent):
+    waiting = RefundFactory(requested_by=agent, amount_minor=6000)
+    own = RefundFactory(requested_by=manager, amount_minor=7000)
+    done = RefundFactory(requested_by=agent, amount_minor=8000, status=RefundStatus.SUCCEEDED)
+    client.force_login(manager)
+
+    page = client.post(CHANGELIST, {"action": "approve_selected", "_selected_action": [waiting.pk, own.pk, done.pk]})
+
+    html = page.content.decode()
+    assert 'data-testid="confirm-summary">Approve 1 refund:' in html
+    assert "60.00 USD" in html.split('data-testid="confirm-total"')[1].split("</p>")[0]
+    assert f'data-testid="acting-{own.pk}"' not in html and f'data-testid="acting-{done.pk}"' not in html
+    assert f"Refund {own.merchant_refund_id} (70.00 USD): it is your own request: someone else decides it" in html
+    assert f"Refund {done.merchant_refund_id} (80.00 USD): it is succeeded, not waiting for approval" in html
+
+
+def test_a_confirmation_with_nothing_to_act_on_offers_no_button(client, manager):
+    finished = RefundFactory(status=RefundStatus.SUCCEEDED)
+    client.force_login(manager)
+
+    page = client.post(CHANGELIST, {"action": "retry_selected", "_selected_action": [finished.pk]})
+
+    html = page.content.decode()
+    assert 'data-testid="nothing-to-do"' in html and 'type="submit" value="Retry"' not in html
+    assert "only refunds that need attention are retried" in html

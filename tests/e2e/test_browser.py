@@ -57,7 +57,7 @@ def test_agent_files_manager_approves_refund_succeeds(live_worker, login, stripe
     manager_page = login(manager, "/admin/approvals/pendingrefund/")
     manager_page.screenshot(path=SHOTS / "3-approval-queue.png", full_page=True)
     outcome = decide_in_admin(manager_page, refund, "approve_selected", "Checked the photos", "4-confirm-approve.png")
-    assert f"{merchant_refund_id}: approved" in outcome
+    assert f"refund {merchant_refund_id}: approved" in outcome
 
     agent_page.reload()
     agent_page.get_by_test_id("status").filter(has_text="Succeeded").wait_for(timeout=45_000)
@@ -76,7 +76,7 @@ def test_manager_rejects_and_the_agent_sees_why(live_worker, login, stripe_sandb
 
     outcome = decide_in_admin(login(manager, "/admin/"), refund, "reject_selected", "Outside the 30-day window")
 
-    assert f"{merchant_refund_id}: rejected" in outcome
+    assert f"refund {merchant_refund_id}: rejected" in outcome
     agent_page.reload()
     assert agent_page.get_by_test_id("status").inner_text() == "Rejected"
     assert "Outside the 30-day window" in agent_page.locator("table").inner_text()
