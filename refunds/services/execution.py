@@ -30,7 +30,7 @@ from refunds.providers.base import (
 from refunds.providers.base import TransactionNotFound as ProviderTransactionNotFound
 from refunds.publish import enqueue_on_commit
 from refunds.ratelimit import RateLimited, provider_slot_acquire
-from refunds.services.payments import payment_check_amount, payment_lock_and_refresh
+from refunds.services.payments import payment_check_amount, payment_count_refund_succeeded, payment_lock_and_refresh
 from refunds.services.transitions import refund_flag_for_attention, refund_log_append, refund_transition
 
 _PROVIDER_FINAL = {
@@ -317,13 +317,16 @@ def refund_record_provider_result(*, refund_id: int, result: RefundResult) -> Re
                 "error_code": (result.failure_code or "refund_failed")[:64],
                 "error_message": (result.failure_message or "The provider reported the refund failed.")[:500],
             }
-        return refund_transition(
+        moved = refund_transition(
             refund_id=refund_id,
             to_status=target,
             message=f"Provider reports {result.status}",
             allow_correction=correction,
             **extra,
         )
+        if target == RefundStatus.SUCCEEDED:
+            payment_count_refund_succeeded(refund=moved)
+        return moved
 
 
 def _record_still_pending(*, refund: RefundRequest, result: RefundResult, now) -> RefundRequest:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db.models import F, Q, Sum
+from django.db.models.functions import Least
 from django.utils import timezone
 
 from refunds import errors
@@ -78,6 +79,17 @@ def payment_lock_and_refresh(*, provider: str, connector_transaction_id: str, in
             ]
         )
     return payment
+
+
+def payment_count_refund_succeeded(*, refund: RefundRequest) -> None:
+    """Our refund succeeded: the payment's "refunded at provider" figure grows by it, unless that
+    figure was read from the provider after the refund was sent (the provider counts a refund
+    from its creation, pending included, so it already holds it). Never past the payment."""
+    if refund.payment_id is None or refund.submitted_at is None:
+        return
+    Payment.objects.filter(pk=refund.payment_id, amount_minor__isnull=False).filter(
+        Q(synced_at__isnull=True) | Q(synced_at__lt=refund.submitted_at)
+    ).update(amount_refunded_minor=Least(F("amount_refunded_minor") + refund.amount_minor, F("amount_minor")))
 
 
 def payment_check_amount(*, payment: Payment, amount: Money, exclude_refund_id: int | None = None) -> None:
