@@ -15,7 +15,7 @@ from devtools.demo.history import demo_history_create
 from devtools.robokassa_sandbox.control import Sandbox, SandboxError
 from refunds.api.authentication import api_token_create
 from refunds.models import Payment
-from refunds.money import Money
+from refunds.money import Money, format_minor
 from refunds.providers import provider_names
 from refunds.providers.base import LineItem
 from refunds.roles import ACCOUNTANTS, FINANCE_MANAGERS, SUPPORT_AGENTS
@@ -29,15 +29,16 @@ DEMO_USERS = [
     ("manager2", FINANCE_MANAGERS, "Max", "Manager"),
     ("accountant", ACCOUNTANTS, "Alex", "Accounts"),
 ]
-# (amount, currency, product, sandbox behaviour of its refunds)
+# (amount, currency, product, sandbox behaviour of its refunds). A payment whose refunds do
+# something special says so in its product name, which the support form shows on lookup.
 DEMO_PAYMENTS = [
     (4_900, "usd", "Blue mug", None),
     (12_900, "usd", "Desk lamp", None),
     (89_900, "usd", "Standing desk", None),
     (2_500, "usd", "Gift card", None),
     (15_000, "eur", "Headphones", None),
-    (39_900, "usd", "Office chair", "pending"),
-    (7_500, "usd", "Keyboard", "fail"),
+    (39_900, "usd", "Office chair (demo: refunds stay pending a few seconds)", "pending"),
+    (7_500, "usd", "Keyboard (demo: refunds always fail)", "fail"),
     (250_000, "usd", "Annual licence", None),
 ]
 # Robokassa (the local emulator): (kopeks, product, emulator behaviour of its refunds)
@@ -75,6 +76,8 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 "\nRefund Office demo is ready on http://127.0.0.1:8000/admin/\n"
                 f"  users: admin, agent, manager, manager2, accountant (password: {DEMO_PASSWORD})\n"
+                "  approvals: manager and manager2 approve up to 1,000.00 in any currency; the 2,500.00 USD\n"
+                "  'Annual licence' refund needs admin (no limit), after which it is executed at once\n"
                 f"  API token for 'agent': {key}\n"
                 f"  try: curl -H 'Authorization: Token {key}' http://127.0.0.1:8000/api/refunds/\n"
             )
@@ -179,7 +182,7 @@ class Command(BaseCommand):
                 }
             )
             intents.append((intent.id, amount, currency.upper(), product))
-            self.stdout.write(f"  demo payment {intent.id}: {amount} {currency.upper()} {product}")
+            self.stdout.write(f"  demo payment {intent.id}: {format_minor(amount, currency.upper())} {product}")
         # A few refunds so the queue and the log are not empty on first look.
         demo_refunds = [(0, 1_500, "Chipped on arrival"), (2, 20_000, "Wobbly leg, partial refund agreed"),
                         (7, 250_000, "Cancelled within 14 days")]
