@@ -71,7 +71,8 @@ class ApprovalQueueAdmin(RefundRequestAdmin):
     columns, each with a second line, so the queue fits a 1366 px laptop; the reason is on
     hover. The "Decision" column is about the person looking: their own requests, their limit."""
 
-    list_display = ("refund", "amount", "payment_column", "waiting", "decision")
+    # get_list_display adds the "Decision" column, which needs the request.
+    list_display = ("refund", "amount", "payment_column", "waiting")
     list_display_links = ("refund",)
     list_filter = (PROVIDER_FILTER, CURRENCY_FILTER)
     ordering = ("created_at", "id")

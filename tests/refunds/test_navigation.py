@@ -2,6 +2,7 @@
 refunds wait, and errors are pages in the app's look that say what to do next."""
 
 import pytest
+from django.core.management import call_command
 from django.test import RequestFactory
 from django.urls import reverse
 from django.views import defaults
@@ -82,3 +83,8 @@ def test_the_500_page_needs_no_request_nor_database_and_keeps_the_look():
     html = response.content.decode()
     assert response.status_code == 500
     assert "Something went wrong on our side" in html and "refunds/app.css" in html
+
+
+def test_the_projects_system_checks_pass():
+    """What a worker and `manage.py` run first: an admin misconfiguration stops every process."""
+    call_command("check", fail_level="WARNING")
