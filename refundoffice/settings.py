@@ -206,6 +206,10 @@ REFUND_POLL_EVERY_SECONDS = env.float("REFUND_POLL_EVERY_SECONDS", default=15.0)
 # "USD=5000,EUR=5000"; a currency not listed uses REFUND_AUTO_APPROVE_DEFAULT.
 REFUND_AUTO_APPROVE_THRESHOLDS = env.dict("REFUND_AUTO_APPROVE_THRESHOLDS", cast={"value": int}, default={})
 REFUND_AUTO_APPROVE_DEFAULT = env.int("REFUND_AUTO_APPROVE_DEFAULT", default=5000)
+# The threshold always bounds the sum of auto-approved refunds on one payment. On, it also
+# bounds the sum auto-approved for one customer (the provider's customer id) per business day
+# (REPORTS_TIME_ZONE), across their payments. Off by default: many payments carry no customer.
+REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY = env.bool("REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY", default=False)
 # What the "Finance managers" group may approve alone, in any currency, until a superuser sets
 # limits in the admin (Approvals › Approver limits). 100000 is $1,000.00.
 REFUND_DEFAULT_APPROVER_LIMIT = env.int("REFUND_DEFAULT_APPROVER_LIMIT", default=100_000)
