@@ -60,6 +60,9 @@ class PaymentInfo:
     metadata: dict = field(default_factory=dict)
     # Who paid, as the provider names them (Stripe: the Customer id): for "their earlier refunds".
     customer: str = ""
+    # The payment's other ids at the provider (Stripe: its Charge); `connector_transaction_id`
+    # is then the canonical one (the PaymentIntent where there is one), whichever id was asked.
+    aliases: tuple[str, ...] = ()
 
     @property
     def refundable(self) -> int:

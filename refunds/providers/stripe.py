@@ -190,6 +190,8 @@ class StripeProvider(RefundProvider):
             raise translate_error(error) from error
 
     def get_payment(self, *, connector_transaction_id: str) -> PaymentInfo:
+        """The payment, named by its canonical id (the PaymentIntent where the charge has one)
+        with the other id (the Charge) as an alias, whichever of the two was asked."""
         kind = _payment_param(connector_transaction_id)
         try:
             if kind == "payment_intent":
@@ -211,8 +213,11 @@ class StripeProvider(RefundProvider):
             raise translate_error(error) from error
         if charge is None:
             raise PermanentProviderError("The payment has no charge to refund.", code="payment_not_captured")
+        intent_id = _object_id(getattr(charge, "payment_intent", None))
+        canonical = connector_transaction_id if kind == "payment_intent" else intent_id or connector_transaction_id
         return PaymentInfo(
-            connector_transaction_id=connector_transaction_id,
+            connector_transaction_id=canonical,
+            aliases=tuple(sorted({connector_transaction_id, charge.id} - {canonical})),
             amount=Money(int(charge.amount), charge.currency.upper()),
             amount_refunded=int(charge.amount_refunded or 0),
             status=status or "",
@@ -304,6 +309,13 @@ def _event_transaction_ids(event: dict) -> frozenset[str]:
         value = obj.get(key)
         ids.add(value.get("id") if isinstance(value, dict) else value)
     return frozenset(i for i in ids if isinstance(i, str) and i)
+
+
+def _object_id(value) -> str:
+    """An expandable field's id, whether Stripe sent the id or the object."""
+    if isinstance(value, str):
+        return value
+    return getattr(value, "id", "") or ""
 
 
 def _payment_param(connector_transaction_id: str) -> str:

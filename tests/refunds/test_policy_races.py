@@ -83,3 +83,27 @@ def test_parallel_small_refunds_of_one_customer_never_auto_approve_beyond_the_th
 
     assert not [o for o in outcomes if isinstance(o, errors.RefundError)]
     assert RefundRequest.objects.filter(status=RefundStatus.APPROVED).count() == 2
+
+
+@needs_row_locks
+def test_parallel_refunds_by_intent_and_by_charge_never_exceed_the_payment(stripe_sandbox, settings):
+    settings.PROVIDER_RATE_LIMITS = {}
+    agent = factories.agent(username="agent")
+    pi = stripe_sandbox.create_payment(10_000)
+    charge = stripe_sandbox.client().v1.payment_intents.retrieve(pi).latest_charge
+    ids = [pi, charge if isinstance(charge, str) else charge.id]
+
+    @in_thread
+    def file(i):
+        return intake.refund_request_create(
+            merchant_refund_id=f"either-{i}", provider="stripe", connector_transaction_id=ids[i % 2],
+            amount=Money(3_000, "USD"), reason="", metadata={}, product="", requested_by=agent,
+        )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(file, range(8)))
+
+    accepted = [o for o in outcomes if isinstance(o, tuple)]
+    refused = [o for o in outcomes if isinstance(o, errors.AmountExceedsRefundable)]
+    assert (len(accepted), len(refused)) == (3, 5), outcomes
+    assert set(RefundRequest.objects.values_list("payment__connector_transaction_id", flat=True)) == {pi}
