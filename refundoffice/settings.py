@@ -245,6 +245,10 @@ STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=10.0)
 # In development an empty secret is kept: the endpoint then answers 503 webhook_not_configured.
 STRIPE_WEBHOOK_SECRET = _secret("STRIPE_WEBHOOK_SECRET", dev_default="", required=_STRIPE_ENABLED)
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# How long after its first use a refund's idempotency key is relied on alone. Stripe prunes keys
+# after at least 24 hours; past this, a refund whose earlier create went unanswered is looked for
+# at Stripe (by merchant_refund_id) before it is sent again. Default 20 hours.
+STRIPE_IDEMPOTENCY_KEY_TRUST_SECONDS = env.int("STRIPE_IDEMPOTENCY_KEY_TRUST_SECONDS", default=72_000)
 # Our reason codes as Stripe's refund reasons, beyond the adapter's table for the default codes:
 # "late_delivery=requested_by_customer,chargeback=fraudulent".
 STRIPE_REASON_BY_CODE = env.dict("STRIPE_REASON_BY_CODE", default={})
