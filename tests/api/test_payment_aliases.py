@@ -90,3 +90,22 @@ def test_a_payment_first_filed_unverified_by_its_charge_joins_the_payment_when_v
     earlier.refresh_from_db()
     assert earlier.payment == payment and payment.connector_transaction_id == "pi_known"
     assert payment_lock_and_refresh(provider="stripe", connector_transaction_id="ch_stray", info=None) == payment
+
+
+def test_rows_filed_under_both_ids_before_aliases_existed_become_one_on_the_next_intake(api, agent, stripe_sandbox):
+    """Before migration 0011 each id had its own row; the next intake folds them together, so
+    the refunds filed under the charge count against what remains."""
+    pi = stripe_sandbox.create_payment(8_000)
+    ch = charge_of(stripe_sandbox, pi)
+    old_intent_row = Payment.objects.create(provider="stripe", connector_transaction_id=pi, amount_minor=8_000, currency="USD")
+    old_charge_row = Payment.objects.create(provider="stripe", connector_transaction_id=ch, amount_minor=8_000, currency="USD")
+    by_charge = RefundFactory(payment=old_charge_row, connector_transaction_id=ch, amount_minor=6_000)
+
+    response = file(api(agent), pi, "after-upgrade", 6_000)
+
+    assert response.status_code == 422, response.json()
+    assert response.json()["error"]["code"] == "amount_exceeds_refundable"
+    assert file(api(agent), pi, "what-remains", 2_000).status_code == 201
+    by_charge.refresh_from_db()
+    assert by_charge.payment == old_intent_row
+    assert PaymentAlias.objects.get(connector_transaction_id=ch).payment == old_intent_row
