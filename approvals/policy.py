@@ -2,9 +2,12 @@
 the admin by superusers), with the environment's defaults where no row says otherwise."""
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, Sum
 
-from approvals.models import ApproverLimit, AutoApproveThreshold
+from approvals.models import Approval, ApproverLimit, AutoApproveThreshold
+from refunds.models import RefundRequest, RefundStatus
+from refunds.money import format_minor
+from refunds.reports.calendar import business_today, day_start
 
 UNLIMITED = 2**62
 
@@ -14,6 +17,44 @@ def auto_approve_threshold(currency: str) -> int:
     if row is not None:
         return row
     return settings.REFUND_AUTO_APPROVE_THRESHOLDS.get(currency, settings.REFUND_AUTO_APPROVE_DEFAULT)
+
+
+# Auto-approved refunds that no longer move money: they stop counting against the threshold.
+_GAVE_BACK = (RefundStatus.FAILED, RefundStatus.REJECTED, RefundStatus.CANCELED)
+
+
+def _auto_approved_minor(refunds, *, exclude_refund_id: int, since=None) -> int:
+    approvals = Approval.objects.filter(decision=Approval.Decision.AUTO_APPROVED)
+    if since is not None:
+        approvals = approvals.filter(created_at__gte=since)
+    counted = refunds.filter(pk__in=approvals.values("refund_id")).exclude(status__in=_GAVE_BACK)
+    return counted.exclude(pk=exclude_refund_id).aggregate(total=Sum("amount_minor"))["total"] or 0
+
+
+def auto_approve_refusal(*, refund: RefundRequest) -> str:
+    """Why `refund` may not be approved at once ("" when it may). The threshold bounds the sum
+    of auto-approved refunds on the refund's payment, this one included; with
+    REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY also those of the payment's customer today (business
+    day). The caller holds the payment's row lock (and the customer's), so the sums are current."""
+    currency, amount = refund.currency, refund.amount_minor
+    threshold = auto_approve_threshold(currency)
+    over = f"over the {format_minor(threshold, currency)} threshold"
+    if amount > threshold:
+        return f"{format_minor(amount, currency)} is {over}"
+    mine = RefundRequest.objects.filter(currency=currency)
+    on_payment = amount + _auto_approved_minor(mine.filter(payment_id=refund.payment_id), exclude_refund_id=refund.pk)
+    if on_payment > threshold:
+        return f"auto-approved refunds on this payment would reach {format_minor(on_payment, currency)}, {over}"
+    customer = refund.payment.customer
+    if settings.REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY and customer:
+        theirs = mine.filter(payment__provider=refund.payment.provider, payment__customer=customer)
+        today = amount + _auto_approved_minor(theirs, exclude_refund_id=refund.pk, since=day_start(business_today()))
+        if today > threshold:
+            return (
+                f"auto-approved refunds for customer {customer} today would reach {format_minor(today, currency)}, "
+                f"{over}"
+            )
+    return ""
 
 
 def approver_limit(user, currency: str) -> int:

@@ -1,11 +1,14 @@
 """Approval decisions. Permission and maker-checker are enforced here, not in the interfaces."""
 
-from django.db import IntegrityError, transaction
+import hashlib
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
 
 from approvals.models import Approval
-from approvals.policy import UNLIMITED, approver_limit, auto_approve_threshold
+from approvals.policy import UNLIMITED, approver_limit, auto_approve_refusal, auto_approve_threshold
 from refunds import errors
-from refunds.models import RefundLog, RefundRequest, RefundStatus
+from refunds.models import Payment, RefundLog, RefundRequest, RefundStatus
 from refunds.money import format_minor
 from refunds.services.execution import refund_mark_approved
 from refunds.services.transitions import refund_log_append, refund_transition
@@ -24,9 +27,36 @@ def _check_decider(*, refund: RefundRequest, approver) -> None:
         )
 
 
+def _customer_lock(*, provider: str, customer: str) -> None:
+    """Serialise auto-approvals of one customer's payments (a transaction-scoped PostgreSQL
+    advisory lock; SQLite lets one writer in at a time anyway). Always taken after the payment's
+    row lock, in that order, so two intakes never wait on each other in a circle."""
+    if not customer or connection.vendor != "postgresql":
+        return
+    digest = hashlib.sha256(f"refundoffice:customer:{provider}:{customer}".encode()).digest()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest[:8], "big", signed=True)])
+
+
 def refund_auto_approve(*, refund: RefundRequest) -> RefundRequest:
+    """Approve `refund` at once when the policy allows (approvals.policy.auto_approve_refusal),
+    else leave it waiting for a finance manager with a note saying why. The sums are read under
+    the payment's row lock (intake holds it already), so concurrent small refunds on one payment
+    are judged one after another."""
     threshold = auto_approve_threshold(refund.currency)
     with transaction.atomic():
+        payment = Payment.objects.select_for_update(of=("self",)).get(pk=refund.payment_id)
+        if settings.REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY:
+            _customer_lock(provider=payment.provider, customer=payment.customer)
+        refusal = auto_approve_refusal(refund=refund)
+        if refusal:
+            refund_log_append(
+                refund=refund,
+                event=RefundLog.Event.NOTE,
+                message=f"Waits for a finance manager: {refusal}",
+                data={"auto_approve": "refused"},
+            )
+            return refund
         Approval.objects.create(
             refund=refund,
             decision=Approval.Decision.AUTO_APPROVED,

@@ -207,6 +207,10 @@ REFUND_POLL_EVERY_SECONDS = env.float("REFUND_POLL_EVERY_SECONDS", default=15.0)
 # "USD=5000,EUR=5000"; a currency not listed uses REFUND_AUTO_APPROVE_DEFAULT.
 REFUND_AUTO_APPROVE_THRESHOLDS = env.dict("REFUND_AUTO_APPROVE_THRESHOLDS", cast={"value": int}, default={})
 REFUND_AUTO_APPROVE_DEFAULT = env.int("REFUND_AUTO_APPROVE_DEFAULT", default=5000)
+# The threshold always bounds the sum of auto-approved refunds on one payment. On, it also
+# bounds the sum auto-approved for one customer (the provider's customer id) per business day
+# (REPORTS_TIME_ZONE), across their payments. Off by default: many payments carry no customer.
+REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY = env.bool("REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY", default=False)
 # What the "Finance managers" group may approve alone, in any currency, until a superuser sets
 # limits in the admin (Approvals › Approver limits). 100000 is $1,000.00.
 REFUND_DEFAULT_APPROVER_LIMIT = env.int("REFUND_DEFAULT_APPROVER_LIMIT", default=100_000)
@@ -242,6 +246,10 @@ STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=10.0)
 # In development an empty secret is kept: the endpoint then answers 503 webhook_not_configured.
 STRIPE_WEBHOOK_SECRET = _secret("STRIPE_WEBHOOK_SECRET", dev_default="", required=_STRIPE_ENABLED)
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# How long after its first use a refund's idempotency key is relied on alone. Stripe prunes keys
+# after at least 24 hours; past this, a refund whose earlier create went unanswered is looked for
+# at Stripe (by merchant_refund_id) before it is sent again. Default 20 hours.
+STRIPE_IDEMPOTENCY_KEY_TRUST_SECONDS = env.int("STRIPE_IDEMPOTENCY_KEY_TRUST_SECONDS", default=72_000)
 # Our reason codes as Stripe's refund reasons, beyond the adapter's table for the default codes:
 # "late_delivery=requested_by_customer,chargeback=fraudulent".
 STRIPE_REASON_BY_CODE = env.dict("STRIPE_REASON_BY_CODE", default={})

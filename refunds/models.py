@@ -86,6 +86,25 @@ class Payment(models.Model):
         return f"{self.provider}:{self.connector_transaction_id}"
 
 
+class PaymentAlias(models.Model):
+    """Another id the provider gives the same payment (Stripe: the Charge of a PaymentIntent,
+    whose id is the payment's). Intake finds the payment's row by either, so the row lock and
+    the refundable remainder hold whichever id a refund is filed under."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.CASCADE, related_name="aliases")
+    provider = models.CharField(max_length=32)
+    connector_transaction_id = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "connector_transaction_id"], name="payment_alias_once")
+        ]
+
+    def __str__(self):
+        return f"{self.provider}:{self.connector_transaction_id} → {self.payment_id}"
+
+
 class ReasonCode(models.Model):
     """Why money went back, in the accounting's words. Editable in the admin; a retired code
     is made inactive, never deleted, so old refunds keep it."""

@@ -385,6 +385,21 @@ async def settle_refund(request):
     return json_response(refund._export())
 
 
+async def expire_idempotency_keys(request):
+    """Forget idempotency keys, as Stripe does after about 24 hours: all of them, or the one
+    named by `key`. A request sent again with a forgotten key executes again."""
+    params = await read_params(request)
+    check_params(params, {"key"})
+    key = params.get("key")
+    if key:
+        expired = 1 if STATE.idempotency.pop(key, None) is not None else 0
+    else:
+        expired = len(STATE.idempotency)
+        STATE.idempotency.clear()
+    STATE.dirty = True
+    return json_response({"expired": expired})
+
+
 async def flush_data(request):
     store.clear()
     STATE.reset_data()
@@ -413,6 +428,7 @@ ROUTES = (
     ("GET", "/_config/stats", get_stats),
     ("DELETE", "/_config/stats", reset_stats),
     ("POST", "/_config/refunds/{id}/settle", settle_refund),
+    ("POST", "/_config/idempotency/expire", expire_idempotency_keys),
     ("DELETE", "/_config/data", flush_data),
     ("DELETE", "/_config/webhooks/{id}", remove_webhook),
 )

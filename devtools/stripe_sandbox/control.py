@@ -120,6 +120,11 @@ class Sandbox:
     def remove_webhook(self, webhook_id: str = "sandbox") -> None:
         self._config("DELETE", f"webhooks/{webhook_id}")
 
+    def expire_idempotency_keys(self, key: str | None = None) -> int:
+        """Forget every idempotency key (or `key`), as Stripe does after ~24 hours; returns
+        how many were forgotten."""
+        return self._config("POST", "idempotency/expire", {"key": key} if key else {})["expired"]
+
     def reset_data(self) -> None:
         """Delete every object, idempotency key and counter."""
         self._config("DELETE", "data")

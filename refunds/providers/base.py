@@ -60,6 +60,9 @@ class PaymentInfo:
     metadata: dict = field(default_factory=dict)
     # Who paid, as the provider names them (Stripe: the Customer id): for "their earlier refunds".
     customer: str = ""
+    # The payment's other ids at the provider (Stripe: its Charge); `connector_transaction_id`
+    # is then the canonical one (the PaymentIntent where there is one), whichever id was asked.
+    aliases: tuple[str, ...] = ()
 
     @property
     def refundable(self) -> int:
@@ -180,6 +183,13 @@ class RefundProvider(Protocol):
     idempotent_create: ClassVar[bool] = False
     # `list_refunds` answers (else it raises PermanentProviderError "lookup_unavailable").
     lists_refunds: ClassVar[bool] = False
+    # `find_refund` answers: the provider can find a refund by our merchant_refund_id (Stripe: in
+    # the refund's metadata), so a refund whose earlier create went unanswered is looked for
+    # before it is sent again once the idempotency key may have been forgotten.
+    finds_refunds: ClassVar[bool] = False
+    # How long the provider's idempotency keys are relied on after their first use; None for
+    # ever. Past it, a create whose earlier call went unanswered looks first (`find_refund`).
+    idempotency_key_trusted_for: datetime.timedelta | None = None
     # `list_payments` answers: sales can be synced from this provider.
     lists_payments: ClassVar[bool] = False
     # `parse_webhook` takes the provider's webhook deliveries (POST /webhooks/<name>/).
@@ -227,6 +237,13 @@ class RefundProvider(Protocol):
         raise PermanentProviderError(
             f"{self.name} cannot list a payment's refunds (payment {connector_transaction_id}).",
             code="lookup_unavailable",
+        )
+
+    def find_refund(self, *, merchant_refund_id: str, connector_transaction_id: str) -> RefundResult | None:
+        """The refund of the payment that we made as `merchant_refund_id`, or None when the
+        provider has none (when `finds_refunds`)."""
+        raise PermanentProviderError(
+            f"{self.name} cannot look a refund up by our id ({merchant_refund_id}).", code="lookup_unavailable"
         )
 
     def list_payments(

@@ -92,6 +92,7 @@ class StripeProvider(RefundProvider):
     name = "stripe"
     idempotent_create = True
     lists_refunds = True
+    finds_refunds = True
     lists_payments = True
     receives_webhooks = True
     transaction_id_pattern = r"^(pi|ch|py)_[A-Za-z0-9]+$"
@@ -122,7 +123,10 @@ class StripeProvider(RefundProvider):
         webhook_secret: str = "",
         webhook_tolerance: int = 300,
         reason_by_code: Mapping[str, str] | None = None,
+        idempotency_key_trusted_for: datetime.timedelta = datetime.timedelta(hours=20),
     ):
+        # Stripe prunes keys after at least 24 hours; the margin covers clocks and slow calls.
+        self.idempotency_key_trusted_for = idempotency_key_trusted_for
         self._webhook_secret = webhook_secret
         self._webhook_tolerance = webhook_tolerance
         self._reason_by_code = {**REASON_BY_CODE, **(reason_by_code or {})}
@@ -143,6 +147,7 @@ class StripeProvider(RefundProvider):
             webhook_secret=settings.STRIPE_WEBHOOK_SECRET,
             webhook_tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
             reason_by_code=settings.STRIPE_REASON_BY_CODE,
+            idempotency_key_trusted_for=datetime.timedelta(seconds=settings.STRIPE_IDEMPOTENCY_KEY_TRUST_SECONDS),
         )
 
     def create_refund(
@@ -189,7 +194,20 @@ class StripeProvider(RefundProvider):
         except stripe.StripeError as error:
             raise translate_error(error) from error
 
+    def find_refund(self, *, merchant_refund_id: str, connector_transaction_id: str) -> RefundResult | None:
+        """Our refund among the payment's (create_refund puts merchant_refund_id in its
+        metadata); one that holds money first, should there be more than one."""
+        ours = [
+            result
+            for result in self.list_refunds(connector_transaction_id=connector_transaction_id)
+            if result.merchant_refund_id == merchant_refund_id
+        ]
+        gave_back = (ProviderRefundStatus.FAILED, ProviderRefundStatus.CANCELED)
+        return next((r for r in ours if r.status not in gave_back), ours[0] if ours else None)
+
     def get_payment(self, *, connector_transaction_id: str) -> PaymentInfo:
+        """The payment, named by its canonical id (the PaymentIntent where the charge has one)
+        with the other id (the Charge) as an alias, whichever of the two was asked."""
         kind = _payment_param(connector_transaction_id)
         try:
             if kind == "payment_intent":
@@ -211,8 +229,11 @@ class StripeProvider(RefundProvider):
             raise translate_error(error) from error
         if charge is None:
             raise PermanentProviderError("The payment has no charge to refund.", code="payment_not_captured")
+        intent_id = _object_id(getattr(charge, "payment_intent", None))
+        canonical = connector_transaction_id if kind == "payment_intent" else intent_id or connector_transaction_id
         return PaymentInfo(
-            connector_transaction_id=connector_transaction_id,
+            connector_transaction_id=canonical,
+            aliases=tuple(sorted({connector_transaction_id, charge.id} - {canonical})),
             amount=Money(int(charge.amount), charge.currency.upper()),
             amount_refunded=int(charge.amount_refunded or 0),
             status=status or "",
@@ -304,6 +325,13 @@ def _event_transaction_ids(event: dict) -> frozenset[str]:
         value = obj.get(key)
         ids.add(value.get("id") if isinstance(value, dict) else value)
     return frozenset(i for i in ids if isinstance(i, str) and i)
+
+
+def _object_id(value) -> str:
+    """An expandable field's id, whether Stripe sent the id or the object."""
+    if isinstance(value, str):
+        return value
+    return getattr(value, "id", "") or ""
 
 
 def _payment_param(connector_transaction_id: str) -> str:

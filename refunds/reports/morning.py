@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from refunds.models import SummaryDelivery
-from refunds.services.notifications import slack_post
+from refunds.services.notifications import slack_escape, slack_post
 from refunds.reports.calendar import business_zone
 from refunds.reports.formatting import duration_display, money_display, percent_display
 from refunds.reports.summary import RefundSummary, product_refund_rates, refund_summary
@@ -48,12 +48,13 @@ def summary_message(*, day: datetime.date) -> dict:
     ]
     if summary.failures:
         failures = "\n".join(
-            f"• {f.provider} `{f.error_code or 'no code'}`: {f.count}" for f in summary.failures[:10]
+            f"• {slack_escape(f.provider)} `{slack_escape(f.error_code or 'no code')}`: {f.count}"
+            for f in summary.failures[:10]
         )
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Failures by provider code*\n{failures}"}})
     if rates:
         lines = "\n".join(
-            f"• {r.product_label} ({r.currency}): {percent_display(r.rate_by_amount)} by amount, "
+            f"• {slack_escape(r.product_label)} ({slack_escape(r.currency)}): {percent_display(r.rate_by_amount)} by amount, "
             f"{r.refunded_count} refunded / {r.sold_count} sold"
             for r in rates
         )
@@ -62,7 +63,7 @@ def summary_message(*, day: datetime.date) -> dict:
         {
             "type": "context",
             "elements": [
-                {"type": "mrkdwn", "text": f"<{link}|Open the summary> · days in {summary.time_zone}"}
+                {"type": "mrkdwn", "text": f"<{link}|Open the summary> · days in {slack_escape(summary.time_zone)}"}
             ],
         }
     )

@@ -32,6 +32,7 @@ from refunds.publish import enqueue_on_commit
 from refunds.ratelimit import RateLimited, provider_slot_acquire
 from refunds.services.payments import payment_check_amount, payment_count_refund_succeeded, payment_lock_and_refresh
 from refunds.services.transitions import refund_flag_for_attention, refund_log_append, refund_transition
+from refunds.services.unconfirmed import unconfirmed_call_lookup
 
 _PROVIDER_FINAL = {
     ProviderRefundStatus.SUCCEEDED: RefundStatus.SUCCEEDED,
@@ -92,10 +93,11 @@ def refund_submit(*, refund_id: int) -> RefundRequest | None:
         return None
     adapter = get_provider(refund.provider)
     # This claim's call is counted already; another unconfirmed one (since a person last
-    # checked) may have refunded without our hearing of it, and this provider would refund
-    # again: look before creating.
-    if not adapter.idempotent_create and refund.unconfirmed_calls > 1:
-        handled, outcome = _resolve_unconfirmed_call(adapter=adapter, refund=refund)
+    # checked) may have refunded without our hearing of it. A provider without idempotent
+    # creates would refund again, and one whose key may have been forgotten too: look first.
+    lookup = unconfirmed_call_lookup(adapter=adapter, refund=refund) if refund.unconfirmed_calls > 1 else None
+    if lookup is not None:
+        handled, outcome = _resolve_unconfirmed_call(lookup=lookup, refund=refund)
         if handled:
             return outcome
     try:
@@ -121,12 +123,12 @@ def refund_submit(*, refund_id: int) -> RefundRequest | None:
     return refund_record_provider_result(refund_id=refund_id, result=result)
 
 
-def _resolve_unconfirmed_call(*, adapter, refund: RefundRequest) -> tuple[bool, RefundRequest | None]:
-    """For a provider without idempotent creates, after an unconfirmed call: record the refund
-    that call made, or flag the refund when that cannot be told. (False, None) means no
-    earlier refund was found and creating is safe."""
+def _resolve_unconfirmed_call(*, lookup, refund: RefundRequest) -> tuple[bool, RefundRequest | None]:
+    """After an unconfirmed call that the provider's key cannot be relied on for: record the
+    refund that call made (`lookup()` finds it), or flag the refund when that cannot be told.
+    (False, None) means no earlier refund was found and creating is safe."""
     try:
-        earlier = _unrecorded_provider_refund(adapter=adapter, refund=refund)
+        earlier = lookup()
     except TransientProviderError as error:
         return True, _after_transient_submit_error(refund, error)
     except PermanentProviderError as error:
@@ -145,24 +147,6 @@ def _resolve_unconfirmed_call(*, adapter, refund: RefundRequest) -> tuple[bool, 
             message=f"An earlier attempt made {earlier.connector_refund_id}; recording it, not refunding again",
         )
     return True, refund_record_provider_result(refund_id=refund.pk, result=earlier)
-
-
-def _unrecorded_provider_refund(*, adapter, refund: RefundRequest) -> RefundResult | None:
-    """The oldest refund of this payment at the provider that none of our records holds, of
-    this refund's amount and not canceled: what an unanswered earlier call of ours made."""
-    recorded = set(
-        RefundRequest.objects.filter(provider=refund.provider, connector_transaction_id=refund.connector_transaction_id)
-        .exclude(connector_refund_id="")
-        .values_list("connector_refund_id", flat=True)
-    )
-    for result in adapter.list_refunds(connector_transaction_id=refund.connector_transaction_id):
-        if (
-            result.connector_refund_id not in recorded
-            and result.amount == Money(refund.amount_minor, refund.currency)
-            and result.status != ProviderRefundStatus.CANCELED
-        ):
-            return result
-    return None
 
 
 def _retry_delay(attempt: int, error: TransientProviderError) -> float:

@@ -24,28 +24,37 @@ _HEADLINES = {
 }
 
 
+def slack_escape(text) -> str:
+    """Text from outside (people, providers) as Slack shows it literally: `&`, `<` and `>` are
+    its control characters (mentions like <!channel>, links like <url|label>), so they are sent
+    as &amp; &lt; &gt;, Slack's own rule. Only our own markup is left unescaped."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _person(user) -> str:
     if user is None:
         return "Refund Office"
-    return user.get_full_name() or user.get_username()
+    return slack_escape(user.get_full_name() or user.get_username())
 
 
 def refund_status_message(*, refund: RefundRequest, from_status: str, to_status: str, actor=None) -> dict:
     """A readable Block Kit message: who, what, how much, and a link to the refund."""
     headline = _HEADLINES.get(to_status, f"Refund {to_status}")
     link = settings.SITE_URL + reverse("admin:refunds_refundrequest_change", args=[refund.pk])
+    esc = slack_escape
     lines = [
-        f"*{refund.amount_display}* on `{refund.connector_transaction_id}` ({refund.provider})",
-        f"Requested by {_person(refund.requested_by)}" + (f" · {refund.product}" if refund.product else ""),
+        f"*{refund.amount_display}* on `{esc(refund.connector_transaction_id)}` ({esc(refund.provider)})",
+        f"Requested by {_person(refund.requested_by)}" + (f" · {esc(refund.product)}" if refund.product else ""),
     ]
     if refund.reason:
-        lines.append(f"Reason: {refund.reason[:200]}")
+        lines.append(f"Reason: {esc(refund.reason[:200])}")
     if actor is not None and actor.pk != refund.requested_by_id:
         lines.append(f"By {_person(actor)}")
     if refund.error_code:
-        lines.append(f"Error `{refund.error_code}`: {refund.error_message[:200]}")
+        lines.append(f"Error `{esc(refund.error_code)}`: {esc(refund.error_message[:200])}")
     transition = f"{from_status or 'new'} → {to_status}"
-    text = f"{headline}: {refund.merchant_refund_id} {refund.amount_display} ({transition})"
+    merchant_refund_id = esc(refund.merchant_refund_id)
+    text = f"{headline}: {merchant_refund_id} {refund.amount_display} ({transition})"
     return {
         "text": text,
         "blocks": [
@@ -53,7 +62,7 @@ def refund_status_message(*, refund: RefundRequest, from_status: str, to_status:
             {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
             {
                 "type": "context",
-                "elements": [{"type": "mrkdwn", "text": f"<{link}|{refund.merchant_refund_id}> · {transition}"}],
+                "elements": [{"type": "mrkdwn", "text": f"<{link}|{merchant_refund_id}> · {transition}"}],
             },
         ],
     }

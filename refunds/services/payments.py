@@ -14,7 +14,7 @@ from django.db.models.functions import Least
 from django.utils import timezone
 
 from refunds import errors
-from refunds.models import OPEN_STATUSES, Payment, RefundRequest, RefundStatus
+from refunds.models import OPEN_STATUSES, Payment, PaymentAlias, RefundRequest, RefundStatus
 from refunds.money import Money
 from refunds.providers import UnknownProvider, get_provider
 from refunds.providers.base import PaymentInfo, PermanentProviderError, TransientProviderError
@@ -61,9 +61,44 @@ def payment_refundable_remaining(*, payment: Payment, exclude_refund_id: int | N
     return payment.amount_minor - at_provider - sums.not_yet_at_provider
 
 
+def payment_find(*, provider: str, connector_transaction_id: str) -> Payment | None:
+    """The payment row `connector_transaction_id` names: an alias's payment first (a row made
+    under that id before it was known as an alias is left behind, empty), else its own row."""
+    alias = PaymentAlias.objects.filter(provider=provider, connector_transaction_id=connector_transaction_id).first()
+    if alias is not None:
+        return alias.payment
+    return Payment.objects.filter(provider=provider, connector_transaction_id=connector_transaction_id).first()
+
+
+def _payment_row(*, provider: str, connector_transaction_id: str, info: PaymentInfo | None) -> Payment:
+    """The payment's row, made when missing: keyed by the provider's canonical id when it
+    answered, its other ids recorded as aliases, and rows made under those ids while it could not
+    be asked (intake accepts unverified refunds) folded in: their refunds move to this row."""
+    if info is None:
+        found = payment_find(provider=provider, connector_transaction_id=connector_transaction_id)
+        if found is not None:
+            return found
+        return Payment.objects.get_or_create(provider=provider, connector_transaction_id=connector_transaction_id)[0]
+    canonical = info.connector_transaction_id or connector_transaction_id
+    others = ({connector_transaction_id, *info.aliases}) - {canonical}
+    payment, _ = Payment.objects.get_or_create(provider=provider, connector_transaction_id=canonical)
+    payment = Payment.objects.select_for_update(of=("self",)).get(pk=payment.pk)
+    if others:
+        strays = Payment.objects.select_for_update(of=("self",)).filter(
+            provider=provider, connector_transaction_id__in=others
+        ).order_by("pk")
+        RefundRequest.objects.filter(payment__in=list(strays)).update(payment=payment)
+        for other in sorted(others):
+            PaymentAlias.objects.get_or_create(
+                provider=provider, connector_transaction_id=other, defaults={"payment": payment}
+            )
+    return payment
+
+
 def payment_lock_and_refresh(*, provider: str, connector_transaction_id: str, info: PaymentInfo | None) -> Payment:
-    """Get (or create) and lock the payment row; refresh it from the provider's answer."""
-    payment, _ = Payment.objects.get_or_create(provider=provider, connector_transaction_id=connector_transaction_id)
+    """Get (or create) and lock the payment row, whichever of its ids names it; refresh it from
+    the provider's answer."""
+    payment = _payment_row(provider=provider, connector_transaction_id=connector_transaction_id, info=info)
     payment = Payment.objects.select_for_update(of=("self",)).get(pk=payment.pk)
     if info is not None:
         payment.amount_minor = info.amount.minor_amount
@@ -154,7 +189,7 @@ def payment_preview(*, provider: str, connector_transaction_id: str) -> PaymentP
         info = payment_info_fetch(adapter=adapter, provider=provider, connector_transaction_id=connector_transaction_id)
     except TransientProviderError as error:
         raise errors.ProviderUnavailable(f"{provider} cannot be reached right now: {error.message}") from error
-    payment = Payment.objects.filter(provider=provider, connector_transaction_id=connector_transaction_id).first()
+    payment = payment_find(provider=provider, connector_transaction_id=info.connector_transaction_id or connector_transaction_id)
     sums = payment_refund_sums(payment=payment)
     return PaymentPreview(
         provider=provider,

@@ -71,7 +71,9 @@ def webhook_event_process(*, event_pk: int) -> None:
         # The payments the event is about, as its provider reads its stored payload.
         ids = provider_class(event.provider).webhook_event(event.payload).transaction_ids
         payments = list(
-            Payment.objects.filter(provider=event.provider).filter(Q(connector_transaction_id__in=ids))
+            Payment.objects.filter(provider=event.provider)
+            .filter(Q(connector_transaction_id__in=ids) | Q(aliases__connector_transaction_id__in=ids))
+            .distinct()
         )
         for payment in payments:
             payment_refunds_reconcile(payment_id=payment.pk)

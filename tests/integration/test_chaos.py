@@ -135,7 +135,10 @@ def test_c_worker_killed_right_after_the_provider_call(live_worker, api, agent, 
 
 
 @needs_row_locks
-def test_d_concurrent_partial_refunds_beyond_the_payment(live_worker, api, agent, stripe_sandbox):
+def test_d_concurrent_partial_refunds_beyond_the_payment(live_worker, api, agent, stripe_sandbox, settings):
+    # What fits is auto-approved and sent: the threshold bounds the sum auto-approved on a
+    # payment, so it must cover the three that fit (intake runs in this process).
+    settings.REFUND_AUTO_APPROVE_THRESHOLDS = {"USD": 10_000}
     pi = stripe_sandbox.create_payment(10_000)
     client = api(agent)
     before = stripe_counters(stripe_sandbox)

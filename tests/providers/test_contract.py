@@ -35,6 +35,7 @@ CAPABILITIES = {
     "item_tax_rates": tuple,
     "idempotent_create": bool,
     "lists_refunds": bool,
+    "finds_refunds": bool,
     "lists_payments": bool,
     "receives_webhooks": bool,
 }
@@ -109,6 +110,7 @@ def test_capabilities_are_declared_on_the_protocol_with_defaults(name):
         "item_tax_rates": (),
         "idempotent_create": False,
         "lists_refunds": False,
+        "finds_refunds": False,
         "lists_payments": False,
         "receives_webhooks": False,
     }
@@ -247,6 +249,23 @@ def test_list_refunds(adapter, harness):
     assert listed[made[1].connector_refund_id].status == ProviderRefundStatus.PENDING
     assert all(r.connector_transaction_id == txn for r in listed.values())
     assert adapter.list_refunds(connector_transaction_id=harness.pay(100, False)) == []
+
+
+def test_find_refund_by_our_merchant_refund_id(adapter, harness):
+    txn = harness.pay(9_000, False)
+    if not type(adapter).finds_refunds:
+        with pytest.raises(PermanentProviderError) as raised:
+            adapter.find_refund(merchant_refund_id="contract-none", connector_transaction_id=txn)
+        assert raised.value.code == "lookup_unavailable" and raised.value.message
+        return
+    assert adapter.find_refund(merchant_refund_id=f"contract-{txn[-12:]}-1000", connector_transaction_id=txn) is None
+    made = [refund(adapter, harness, txn, minor) for minor in (1_000, 2_500)]
+
+    found = adapter.find_refund(merchant_refund_id=f"contract-{txn[-12:]}-2500", connector_transaction_id=txn)
+
+    assert found is not None and found.connector_refund_id == made[1].connector_refund_id
+    assert (found.amount, found.merchant_refund_id) == (Money(2_500, harness.currency), f"contract-{txn[-12:]}-2500")
+    assert adapter.find_refund(merchant_refund_id="contract-other", connector_transaction_id=txn) is None
 
 
 def test_items(adapter, harness):
