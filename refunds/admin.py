@@ -234,7 +234,7 @@ class RefundRequestAdmin(ResolveByHandMixin, admin.ModelAdmin):
                 )
             },
         ),
-        ("Times (UTC)", {"fields": ("created_at", "approved_at", "submitted_at", "resolved_at", "next_action_at")}),
+        ("Times", {"fields": ("created_at", "approved_at", "submitted_at", "resolved_at", "next_action_at")}),
         ("Metadata", {"fields": ("metadata",)}),
     )
 
