@@ -293,6 +293,8 @@ REPORTS_PRODUCT_METADATA_KEY = env.str("REPORTS_PRODUCT_METADATA_KEY", default="
 # --- Slack ----------------------------------------------------------------------------------
 SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")
 SLACK_TIMEOUT_SECONDS = env.float("SLACK_TIMEOUT_SECONDS", default=5.0)
+# Without a webhook, write each message to the worker's log instead (bin/run turns it on: the demo).
+SLACK_LOG_MESSAGES = env.bool("SLACK_LOG_MESSAGES", default=False)
 
 LOGGING = {
     "version": 1,

@@ -30,6 +30,7 @@ def _provider_settings(settings, stripe_sandbox, robokassa_sandbox):
     settings.ROBOKASSA_SIGNATURE_ALGORITHM = "MD5"
     settings.ROBOKASSA_TIMEOUT_SECONDS = 3
     settings.SLACK_WEBHOOK_URL = ""
+    settings.SLACK_LOG_MESSAGES = False
 
 
 @pytest.fixture

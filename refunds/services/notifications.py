@@ -68,16 +68,23 @@ def refund_status_message(*, refund: RefundRequest, from_status: str, to_status:
     }
 
 
+def slack_enabled() -> bool:
+    """Messages go somewhere: to Slack, or (the demo, SLACK_LOG_MESSAGES) to the worker's log."""
+    return bool(settings.SLACK_WEBHOOK_URL or settings.SLACK_LOG_MESSAGES)
+
+
 def slack_post(payload: dict) -> None:
     url = settings.SLACK_WEBHOOK_URL
     if not url:
+        if settings.SLACK_LOG_MESSAGES:
+            logger.info("Slack message (no SLACK_WEBHOOK_URL, logged instead): %s", payload.get("text", ""))
         return
     response = requests.post(url, json=payload, timeout=settings.SLACK_TIMEOUT_SECONDS)
     response.raise_for_status()
 
 
 def refund_status_notify(*, refund_id: int, from_status: str, to_status: str, actor_id: int | None) -> None:
-    if not settings.SLACK_WEBHOOK_URL:
+    if not slack_enabled():
         return
     refund = RefundRequest.objects.select_related("requested_by").filter(pk=refund_id).first()
     if refund is None:

@@ -73,3 +73,27 @@ def test_no_slack_configured_means_no_notification_work(agent, django_capture_on
     refund.refresh_from_db()
     assert refund.status == RefundStatus.CANCELED
     assert published_tasks == []
+
+
+def test_without_slack_the_demo_logs_each_message(settings, agent, manager, caplog,
+                                                 django_capture_on_commit_callbacks, published_tasks):
+    """bin/run sets SLACK_LOG_MESSAGES: with no webhook the worker's log shows what Slack would."""
+    settings.SLACK_LOG_MESSAGES = True
+    refund = RefundFactory(requested_by=agent, amount_minor=4200)
+    with django_capture_on_commit_callbacks(execute=True):
+        transitions.refund_transition(refund_id=refund.pk, to_status=RefundStatus.REJECTED, actor=manager)
+    [(name, args)] = published_tasks
+
+    with caplog.at_level("INFO", logger="refunds.services.notifications"):
+        refund_notify_slack_task.apply(args=args).get()
+
+    [line] = [r.getMessage() for r in caplog.records if "Slack message" in r.getMessage()]
+    assert "Refund rejected" in line and refund.merchant_refund_id in line and "42.00 USD" in line
+
+
+def test_with_neither_slack_nor_the_log_nothing_is_queued(agent, manager, django_capture_on_commit_callbacks,
+                                                          published_tasks):
+    refund = RefundFactory(requested_by=agent)
+    with django_capture_on_commit_callbacks(execute=True):
+        transitions.refund_transition(refund_id=refund.pk, to_status=RefundStatus.REJECTED, actor=manager)
+    assert published_tasks == []
