@@ -5,6 +5,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from approvals.models import ApproverLimit, AutoApproveThreshold
+from refunds.money import Money
 
 UNLIMITED = 2**62
 
@@ -14,6 +15,12 @@ def auto_approve_threshold(currency: str) -> int:
     if row is not None:
         return row
     return settings.REFUND_AUTO_APPROVE_THRESHOLDS.get(currency, settings.REFUND_AUTO_APPROVE_DEFAULT)
+
+
+def auto_approves(amount: Money) -> bool:
+    """True when a refund of `amount` is approved without a finance manager (intake applies it;
+    the support form's confirmation page tells the agent which it will be)."""
+    return amount.minor_amount <= auto_approve_threshold(amount.currency)
 
 
 def approver_limit(user, currency: str) -> int:

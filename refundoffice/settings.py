@@ -64,6 +64,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The reader's language (the browser's Accept-Language among LANGUAGES) decides how money is
+    # typed and shown (refunds.money: Babel's notation for that locale).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -127,6 +130,12 @@ AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
 AXES_RESET_ON_SUCCESS = True
 
 LANGUAGE_CODE = "en-us"
+LANGUAGES = [
+    ("en-us", "English (United States)"),
+    ("en-gb", "English (United Kingdom)"),
+    ("de", "Deutsch"),
+    ("ru", "Русский"),
+]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

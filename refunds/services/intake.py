@@ -10,7 +10,7 @@ import uuid
 
 from django.db import IntegrityError, transaction
 
-from approvals.policy import auto_approve_threshold
+from approvals.policy import auto_approves
 from approvals.services import refund_auto_approve
 from refunds import errors
 from refunds.models import RefundRequest, RefundStatus
@@ -147,7 +147,7 @@ def _refund_file(
         status=RefundStatus.PENDING_APPROVAL,
         **fields,
     )
-    if amount.minor_amount <= auto_approve_threshold(amount.currency):
+    if auto_approves(amount):
         refund = refund_auto_approve(refund=refund)
     return refund
 
