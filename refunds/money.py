@@ -42,6 +42,8 @@ CURRENCY_EXPONENTS = {
 
 # Larger than any single card payment; keeps amounts inside a signed 64-bit column.
 MAX_MINOR_AMOUNT = 10**12
+# Text stored for later readers (log lines, approval comments) is written in one fixed notation.
+STORED_TEXT_LOCALE = "en_US"
 
 
 @dataclass(frozen=True)
@@ -115,45 +117,65 @@ _CODE = re.compile(r"[A-Za-z]{3}")
 
 
 class MoneyParseError(ValueError):
-    """Typed money that is not an amount; the message says what was understood and what to type."""
+    """Typed money that is not an amount; the message says what was understood and what to type.
+    `code`: empty, too_long, other_currency, exponent, sign, letters, notation, unknown_currency,
+    decimals, too_large, zero."""
+
+    def __init__(self, message: str, *, code: str):
+        super().__init__(message)
+        self.code = code
 
 
-def money_parse(text: str | None, *, currency: str, locale: "Locale | str | None" = None) -> int:
+def money_parse(text: str | None, *, currency: str, locale: "Locale | str | None" = None,
+                allow_zero: bool = False) -> int:
     """What a person typed, in `locale` (default: the active language), as minor units of
-    `currency`, in (0, MAX_MINOR_AMOUNT]. Refused (MoneyParseError), never guessed: grouping
-    Babel's strict parser finds invalid in the locale ("1,50" in English), more decimals than the
-    currency has, exponents, signs, letters, separators the locale does not use, another
-    currency's symbol or code, empty, zero, too large. The currency's own symbol or code is fine."""
+    `currency`, in (0, MAX_MINOR_AMOUNT] ([0, …] with `allow_zero`). Refused (MoneyParseError), never
+    guessed: grouping Babel's strict parser finds invalid in the locale ("1,50" in English, "1.50"
+    in German), a separator the locale does not use ("." in Russian), more decimals than the
+    currency has ("1.500" EUR in English: not read as 1.50 nor 1500), exponents, signs, letters,
+    another currency's symbol or code, empty, zero, too large. The currency's own symbol (in that
+    locale) or ISO code, in front or behind, is fine. Valid grouping is read as grouping
+    ("1,500" in English is 1500.00)."""
     locale = money_locale(locale)
-    exponent = CURRENCY_EXPONENTS.get(currency)
-    if exponent is None:
-        raise MoneyParseError(f"{currency!r} is not a currency amounts can be entered in.")
     shown = (text or "").strip(_SPACES)
-    example = format_minor_number(1234 * 10**exponent + (50 * 10 ** (exponent - 2) if exponent >= 2 else 0),
-                                  currency, locale)
+    example = _example(currency, locale)
     ask = f"Enter an amount in {currency}"
     if not shown:
-        raise MoneyParseError(f"{ask}, e.g. {example}.")
+        raise MoneyParseError(f"{ask}, e.g. {example}.", code="empty")
     if len(shown) > MAX_AMOUNT_TEXT:
-        raise MoneyParseError(f"{ask}: this is {len(shown)} characters long, not an amount. E.g. {example}.")
+        raise MoneyParseError(f"{ask}: this is {len(shown)} characters long, not an amount. E.g. {example}.",
+                              code="too_long")
     number = _without_own_currency(shown, currency=currency, locale=locale, example=example)
     _check_characters(number, shown=shown, currency=currency, locale=locale, example=example)
     value = _parse_strict(number, shown=shown, currency=currency, locale=locale)
-    decimals = len(number.partition(get_decimal_symbol(locale))[2]) if get_decimal_symbol(locale) in number else 0
+    exponent = CURRENCY_EXPONENTS.get(currency)
+    if exponent is None:
+        raise MoneyParseError(f"{currency!r} is not a currency amounts can be entered in.", code="unknown_currency")
+    decimal = get_decimal_symbol(locale)
+    decimals = len(number.partition(decimal)[2])
     if decimals > exponent:
-        most = f"at most {exponent}" if exponent else f"whole {currency}, nothing after the “{get_decimal_symbol(locale)}”"
+        most = f"at most {exponent}" if exponent else f"whole {currency}, nothing after the “{decimal}”"
         raise MoneyParseError(
             f"{currency} has {exponent} decimal place{'s' if exponent != 1 else ''}. “{shown}” has {decimals} "
-            f"digit{'s' if decimals != 1 else ''} after the “{get_decimal_symbol(locale)}”: enter {most}, e.g. {example}."
+            f"digit{'s' if decimals != 1 else ''} after the “{decimal}”: enter {most}, e.g. {example}.",
+            code="decimals",
         )
     if value > minor_to_decimal(MAX_MINOR_AMOUNT, currency):
         raise MoneyParseError(
-            f"“{shown}” is more than any payment (at most {format_minor(MAX_MINOR_AMOUNT, currency, locale)})."
+            f"“{shown}” is more than any payment (at most {format_minor(MAX_MINOR_AMOUNT, currency, locale)}).",
+            code="too_large",
         )
     minor = int(value.scaleb(exponent))
-    if minor <= 0:
-        raise MoneyParseError(f"{ask} greater than zero: “{shown}” is zero.")
+    if minor <= 0 and not allow_zero:
+        raise MoneyParseError(f"{ask} greater than zero: “{shown}” is zero.", code="zero")
     return minor
+
+
+def _example(currency: str, locale: Locale) -> str:
+    """1,234.50 in the locale's notation with the currency's decimals (1,234 for JPY)."""
+    exponent = CURRENCY_EXPONENTS.get(currency, 2)
+    return format_minor_number(1234 * 10**exponent + (50 * 10 ** (exponent - 2) if exponent >= 2 else 0),
+                               currency, locale)
 
 
 def _without_own_currency(shown: str, *, currency: str, locale: Locale, example: str) -> str:
@@ -162,11 +184,11 @@ def _without_own_currency(shown: str, *, currency: str, locale: Locale, example:
     number = shown
     own = sorted({currency, currency.lower(), get_currency_symbol(currency, locale)}, key=len, reverse=True)
     for token in own:
-        if number.startswith(token):
+        if token and number.startswith(token):
             number = number[len(token):].strip(_SPACES)
             break
     for token in own:
-        if number.endswith(token):
+        if token and number.endswith(token):
             number = number[: -len(token)].strip(_SPACES)
             break
     foreign = next((c for c in number if unicodedata.category(c) == "Sc"), None)
@@ -174,7 +196,8 @@ def _without_own_currency(shown: str, *, currency: str, locale: Locale, example:
     if foreign or code:
         raise MoneyParseError(
             f"“{foreign or code}” is another currency's sign; this payment is in {currency}. "
-            f"Enter the amount in {currency}, e.g. {example} (or {example} {currency})."
+            f"Enter the amount in {currency}, e.g. {example} (or {example} {currency}).",
+            code="other_currency",
         )
     return number
 
@@ -185,23 +208,24 @@ def _check_characters(number: str, *, shown: str, currency: str, locale: Locale,
     ask = f"Enter an amount in {currency}"
     if _EXPONENT.match(number):
         raise MoneyParseError(f"{ask} in full digits: “{shown}” is scientific notation, which is not taken. "
-                              f"E.g. {example}.")
+                              f"E.g. {example}.", code="exponent")
     if any(c in _SIGNS for c in number):
-        raise MoneyParseError(f"{ask} without a sign or brackets: “{shown}” reads as a signed number, and a refund "
-                              f"is always positive. E.g. {example}.")
+        raise MoneyParseError(f"{ask} without a sign or brackets: “{shown}” reads as a signed number, and an "
+                              f"amount here is always positive. E.g. {example}.", code="sign")
     letters = "".join(dict.fromkeys(c for c in number if c.isalpha()))
     if letters:
         raise MoneyParseError(f"{ask} greater than zero, in digits: “{shown}” has letters ({letters[:10]}), "
-                              f"which are no part of an amount. E.g. {example}.")
+                              f"which are no part of an amount. E.g. {example}.", code="letters")
     group, decimal = get_group_symbol(locale), get_decimal_symbol(locale)
     allowed = _DIGITS + group + decimal + (_SPACES if group in _SPACES else "")
     stray = next((c for c in number if c not in allowed), None)
-    if stray is not None:
-        name = locale.get_display_name("en")
+    if stray is not None or not any(c in _DIGITS for c in number):
+        what = f"“{stray}” is not part of an amount" if stray is not None else f"“{shown}” is not an amount"
         raise MoneyParseError(
-            f"“{stray}” is not part of an amount in {name} notation: digits, “{group}” between thousands "
+            f"{what} in {locale.get_display_name('en')} notation: digits, “{group}” between thousands "
             f"(or nothing) and “{decimal}” before the decimals, e.g. {example}."
-            + (" Check the language your browser asks for." if stray in ".,'" else "")
+            + (" Check the language your browser asks for." if stray in (".", ",", "'") else ""),
+            code="notation",
         )
 
 
@@ -213,13 +237,14 @@ def _parse_strict(number: str, *, shown: str, currency: str, locale: Locale) -> 
         return parse_decimal(number, locale=locale, strict=True)
     except NumberFormatError as error:
         readings = []
+        exponent = CURRENCY_EXPONENTS.get(currency, 2)
         for suggestion in getattr(error, "suggestions", None) or []:
             value = parse_decimal(suggestion, locale=locale)
-            if value > 0 and -value.as_tuple().exponent <= CURRENCY_EXPONENTS[currency]:
-                readings.append(format_minor(int(value.scaleb(CURRENCY_EXPONENTS[currency])), currency, locale))
-        name = locale.get_display_name("en")
+            if 0 < value <= minor_to_decimal(MAX_MINOR_AMOUNT, currency) and -value.as_tuple().exponent <= exponent:
+                readings.append(format_minor(int(value.scaleb(exponent)), currency, locale))
         understood = f" It could be {' or '.join(readings)}: enter the one you mean that way." if readings else ""
         raise MoneyParseError(
-            f"“{shown}” is not an amount in {name} notation, where “{group}” separates thousands "
-            f"(1{group}234) and “{decimal}” the decimals.{understood}"
+            f"“{shown}” is not an amount in {locale.get_display_name('en')} notation, where “{group}” separates "
+            f"thousands (1{group}234) and “{decimal}” the decimals.{understood}",
+            code="notation",
         ) from None
