@@ -114,7 +114,10 @@ class RefundForm(forms.Form):
         widget=forms.RadioSelect,
         error_messages={"required": "Choose one: everything still refundable, or part of it (then enter the amount)."},
     )
-    amount = forms.CharField(label="Amount", required=False, max_length=40)
+    amount = forms.CharField(
+        label="Amount", required=False, max_length=40,
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off", "aria-describedby": "amount-help"}),
+    )
     reason_code = forms.ModelChoiceField(
         label="Reason code", queryset=ReasonCode.objects.filter(active=True), to_field_name="code",
         empty_label="Choose…",
