@@ -242,6 +242,8 @@ def _parse_amount(values: dict[str, str], currency: str, reasons: list[str]) -> 
         elif error.code == "decimals":
             places = CURRENCY_EXPONENTS[currency]
             reasons.append(f"amount {shown}: {currency} has {places} decimal place{'s' if places != 1 else ''}")
+        elif error.code == "other_currency":
+            reasons.append(f"amount {shown!r} names another currency than {currency}")
         elif error.code == "too_large":
             reasons.append(f"amount {shown} is too large")
         elif error.code != "unknown_currency":  # said below
