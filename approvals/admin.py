@@ -39,16 +39,22 @@ class SuperuserOnlyMixin:
 
 @admin.register(AutoApproveThreshold)
 class AutoApproveThresholdAdmin(SuperuserOnlyMixin, admin.ModelAdmin):
-    list_display = ("currency", "max_minor_amount", "as_money")
+    class Media:
+        css = {"all": ["refunds/admin-money.css"]}  # money columns right-aligned, never wrapped
 
-    @admin.display(description="Threshold")
+    list_display = ("currency", "as_money")
+
+    @admin.display(description="Threshold", ordering="max_minor_amount")
     def as_money(self, obj):
         return format_minor(obj.max_minor_amount, obj.currency)
 
 
 @admin.register(ApproverLimit)
 class ApproverLimitAdmin(SuperuserOnlyMixin, admin.ModelAdmin):
-    list_display = ("holder", "currency_or_any", "max_minor_amount", "as_money")
+    class Media:
+        css = {"all": ["refunds/admin-money.css"]}  # money columns right-aligned, never wrapped
+
+    list_display = ("holder", "currency_or_any", "as_money")
     list_select_related = ("user", "group")
     autocomplete_fields = ("user",)
 
@@ -60,9 +66,9 @@ class ApproverLimitAdmin(SuperuserOnlyMixin, admin.ModelAdmin):
     def currency_or_any(self, obj):
         return obj.currency or "any"
 
-    @admin.display(description="Limit")
+    @admin.display(description="Limit", ordering="max_minor_amount")
     def as_money(self, obj):
-        return format_minor(obj.max_minor_amount, obj.currency or "USD") if obj.currency else obj.max_minor_amount
+        return obj.limit_display
 
 
 @admin.register(PendingRefund)

@@ -3,6 +3,7 @@ from django.db import models
 from django.db.models import Q
 
 from refunds.models import RefundRequest
+from refunds.money import format_minor, format_minor_number
 
 
 class Approval(models.Model):
@@ -48,7 +49,7 @@ class AutoApproveThreshold(models.Model):
         constraints = [models.CheckConstraint(condition=Q(max_minor_amount__gte=0), name="threshold_not_negative")]
 
     def __str__(self):
-        return f"{self.currency} ≤ {self.max_minor_amount}"
+        return f"{self.currency} ≤ {format_minor(self.max_minor_amount, self.currency)}"
 
 
 class ApproverLimit(models.Model):
@@ -74,7 +75,16 @@ class ApproverLimit(models.Model):
 
     def __str__(self):
         who = self.user or self.group
-        return f"{who}: {self.max_minor_amount} {self.currency or 'any currency'}"
+        return f"{who}: {self.limit_display}"
+
+    @property
+    def limit_display(self) -> str:
+        """Money; a row for any currency counts in each currency's own minor units."""
+        if self.currency:
+            return format_minor(self.max_minor_amount, self.currency)
+        return (f"{format_minor_number(self.max_minor_amount, 'USD')} in any 2-decimal currency "
+                f"({format_minor_number(self.max_minor_amount, 'JPY')} JPY, "
+                f"{format_minor_number(self.max_minor_amount, 'KWD')} KWD)")
 
 
 class PendingRefund(RefundRequest):

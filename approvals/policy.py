@@ -6,7 +6,7 @@ from django.db.models import Q, Sum
 
 from approvals.models import Approval, ApproverLimit, AutoApproveThreshold
 from refunds.models import RefundRequest, RefundStatus
-from refunds.money import format_minor
+from refunds.money import Money, format_minor
 from refunds.reports.calendar import business_today, day_start
 
 UNLIMITED = 2**62
@@ -55,6 +55,22 @@ def auto_approve_refusal(*, refund: RefundRequest) -> str:
                 f"{over}"
             )
     return ""
+
+
+def auto_approves(amount: Money, *, payment=None) -> bool:
+    """True when a refund of `amount` would be approved without a finance manager: the support
+    form's confirmation page tells the agent which it will be. With the payment (a row, or None
+    before its first refund) the refunds already auto-approved on it count, as intake counts them
+    under the payment's lock; this is a preview, intake decides."""
+    threshold = auto_approve_threshold(amount.currency)
+    if amount.minor_amount > threshold:
+        return False
+    if payment is None:
+        return True
+    already = _auto_approved_minor(
+        RefundRequest.objects.filter(currency=amount.currency, payment=payment), exclude_refund_id=None
+    )
+    return amount.minor_amount + already <= threshold
 
 
 def approver_limit(user, currency: str) -> int:

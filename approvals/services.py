@@ -9,7 +9,7 @@ from approvals.models import Approval
 from approvals.policy import UNLIMITED, approver_limit, auto_approve_refusal, auto_approve_threshold
 from refunds import errors
 from refunds.models import Payment, RefundLog, RefundRequest, RefundStatus
-from refunds.money import format_minor
+from refunds.money import STORED_TEXT_LOCALE, format_minor
 from refunds.services.execution import refund_mark_approved
 from refunds.services.transitions import refund_log_append, refund_transition
 
@@ -60,7 +60,8 @@ def refund_auto_approve(*, refund: RefundRequest) -> RefundRequest:
         Approval.objects.create(
             refund=refund,
             decision=Approval.Decision.AUTO_APPROVED,
-            comment=f"At or under the auto-approve threshold of {threshold} {refund.currency} minor units",
+            comment=f"At or under the auto-approve threshold of "
+            f"{format_minor(threshold, refund.currency, STORED_TEXT_LOCALE)}",
         )
         return refund_mark_approved(refund_id=refund.pk, message="Auto-approved: at or under the threshold")
 
@@ -96,8 +97,10 @@ def refund_approve(*, refund_id: int, approver, comment: str = "") -> RefundRequ
                 event=RefundLog.Event.NOTE,
                 actor=approver,
                 message=(
-                    f"Approved at tier {len(earlier) + 1} (limit {format_minor(limit, refund.currency)}); "
-                    f"needs an approver whose limit covers {refund.amount_display}"
+                    f"Approved at tier {len(earlier) + 1} "
+                    f"(limit {format_minor(limit, refund.currency, STORED_TEXT_LOCALE)}); "
+                    f"needs an approver whose limit covers "
+                    f"{format_minor(refund.amount_minor, refund.currency, STORED_TEXT_LOCALE)}"
                 ),
             )
             return refund

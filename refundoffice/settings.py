@@ -64,6 +64,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The reader's language (the browser's Accept-Language among LANGUAGES) decides how money is
+    # typed and shown (refunds.money: Babel's notation for that locale).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -129,6 +132,12 @@ AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
 AXES_RESET_ON_SUCCESS = True
 
 LANGUAGE_CODE = "en-us"
+LANGUAGES = [
+    ("en-us", "English (United States)"),
+    ("en-gb", "English (United Kingdom)"),
+    ("de", "Deutsch"),
+    ("ru", "Русский"),
+]
 TIME_ZONE = "UTC"
 # Dates read the same in every language (refundoffice/formats); times are in the reader's zone.
 FORMAT_MODULE_PATH = ["refundoffice.formats"]

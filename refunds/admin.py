@@ -191,6 +191,9 @@ CURRENCY_FILTER = loose_distinct_filter("currency", "currency")
 
 @admin.register(RefundRequest)
 class RefundRequestAdmin(ResolveByHandMixin, admin.ModelAdmin):
+    class Media:
+        css = {"all": ["refunds/admin-money.css"]}  # money columns right-aligned, never wrapped
+
     list_display = (
         "merchant_refund_id",
         "status_badge",
@@ -286,6 +289,9 @@ class RefundLogAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    class Media:
+        css = {"all": ["refunds/admin-money.css"]}  # money columns right-aligned, never wrapped
+
     list_display = ("connector_transaction_id", "provider", "amount", "refunded", "status", "product", "synced_at")
     list_filter = ("provider", "currency")
     search_fields = ("=connector_transaction_id", "product")

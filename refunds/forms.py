@@ -1,13 +1,12 @@
 """Forms of the support pages. They parse and validate input; filing is the service's job."""
 
 import uuid
-from decimal import Decimal, InvalidOperation
 
 from django import forms
 from django.forms.utils import ErrorList
 
 from refunds.models import ReasonCode
-from refunds.money import Money, decimal_to_minor, format_minor
+from refunds.money import Money, MoneyParseError, format_minor, money_parse
 from refunds.providers import default_provider_name, provider_names
 from refunds.providers.base import LineItem
 from refunds.text import MERCHANT_REFUND_ID, TRANSACTION_ID
@@ -32,17 +31,6 @@ class PaymentLookupForm(forms.Form):
         return value
 
 
-def _parse_amount(raw: str, currency: str) -> int:
-    """'1,234.50' in `currency` to minor units; ValueError with a message a person can act on."""
-    try:
-        value = Decimal((raw or "").strip().replace(",", ""))
-        if not value.is_finite() or value <= 0:
-            raise InvalidOperation
-    except InvalidOperation:
-        raise ValueError(f"Enter an amount in {currency} greater than zero, e.g. 12.50.") from None
-    return decimal_to_minor(value, currency)
-
-
 def _tax_label(rate: str) -> str:
     """vat20 → VAT 20%, vat120 → VAT 20/120, none → No VAT; other labels as they are."""
     if rate == "none":
@@ -62,7 +50,7 @@ class RefundItemForm(forms.Form):
     quantity = forms.IntegerField(
         label="Quantity", min_value=1, max_value=100_000, required=False, widget=forms.TextInput
     )
-    cost = forms.CharField(label="Price each", max_length=20, required=False)
+    cost = forms.CharField(label="Price each", max_length=40, required=False)
     tax = forms.ChoiceField(label="Tax", required=False)
 
     def __init__(self, *args, currency: str, tax_rates: tuple[str, ...], **kwargs):
@@ -89,8 +77,8 @@ class RefundItemForm(forms.Form):
         if quantity is None and "quantity" not in self.errors:
             self.add_error("quantity", "How many? 1 or more.")
         try:
-            cost_minor = _parse_amount(cost, self.currency)
-        except ValueError as error:
+            cost_minor = money_parse(cost, currency=self.currency)  # in the active language's notation
+        except MoneyParseError as error:
             self.add_error("cost", str(error))
             return data
         if not self.errors:
@@ -112,18 +100,24 @@ ITEMS_PREFIX = "items"
 
 class RefundForm(forms.Form):
     FULL, PARTIAL = "full", "partial"
+    refusal = ""  # why the confirmed refund was not filed (the form is shown again as typed)
 
     # Made when the form is shown, so a double submit files the same refund once.
     merchant_refund_id = forms.CharField(widget=forms.HiddenInput, max_length=64)
     provider = forms.ChoiceField(choices=_provider_choices, widget=forms.HiddenInput)
     connector_transaction_id = forms.CharField(widget=forms.HiddenInput, max_length=255)
+    # No default: a typed amount silently ignored under a pre-ticked "everything" refunded the
+    # whole payment. Both chosen ("everything" and an amount) is an error, never a guess.
     kind = forms.ChoiceField(
         label="Refund",
-        choices=[(FULL, "Everything still refundable"), (PARTIAL, "Part of it")],
+        choices=[(FULL, "Everything still refundable"), (PARTIAL, "Part of it: the amount below")],
         widget=forms.RadioSelect,
-        initial=FULL,
+        error_messages={"required": "Choose one: everything still refundable, or part of it (then enter the amount)."},
     )
-    amount = forms.CharField(label="Amount", required=False, max_length=20, help_text="In the payment's currency, e.g. 12.50")
+    amount = forms.CharField(
+        label="Amount", required=False, max_length=40,
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off", "aria-describedby": "amount-help"}),
+    )
     reason_code = forms.ModelChoiceField(
         label="Reason code", queryset=ReasonCode.objects.filter(active=True), to_field_name="code",
         empty_label="Choose…",
@@ -158,15 +152,15 @@ class RefundForm(forms.Form):
                 self.items = RefundItemFormSet(initial=rows, prefix=ITEMS_PREFIX, form_kwargs=form_kwargs)
 
     @classmethod
-    def posted_item_rows(cls, data) -> list[dict]:
-        """The item rows of a POST as initial data, plus an empty one (for "Add a row")."""
+    def posted_item_rows(cls, data, *, extra: bool = True) -> list[dict]:
+        """The item rows of a POST as initial data, plus an empty one with `extra` ("Add a row")."""
         try:
             count = min(int(data.get(f"{ITEMS_PREFIX}-TOTAL_FORMS", 0)), RefundItemFormSet.max_num - 1)
         except ValueError:
             count = 0
         fields = ("name", "quantity", "cost", "tax")
         rows = [{f: data.get(f"{ITEMS_PREFIX}-{i}-{f}", "") for f in fields} for i in range(max(count, 0))]
-        return [*rows, {}]
+        return [*rows, {}] if extra else rows
 
     @staticmethod
     def new_merchant_refund_id() -> str:
@@ -180,14 +174,38 @@ class RefundForm(forms.Form):
 
     def clean(self):
         data = super().clean()
+        typed = (data.get("amount") or "").strip()
+        data["amount_minor"] = None
         if data.get("kind") == self.PARTIAL:
             try:
-                data["amount_minor"] = _parse_amount(data.get("amount") or "", self.currency)
-            except ValueError as error:
+                data["amount_minor"] = money_parse(typed, currency=self.currency)  # the active language's notation
+            except MoneyParseError as error:
                 self.add_error("amount", str(error))
-        else:
-            data["amount_minor"] = None
+            else:
+                self._check_refundable(data["amount_minor"])
+        elif data.get("kind") == self.FULL and self.refundable is not None and self.refundable <= 0:
+            self.add_error("kind", "Nothing remains refundable on this payment.")
+        elif data.get("kind") == self.FULL and typed:
+            try:
+                understood = format_minor(money_parse(typed, currency=self.currency), self.currency)
+                part = f"to refund {understood}, choose “Part of it”"
+            except MoneyParseError:
+                understood, part = f"“{typed}”", "for part of it, choose “Part of it” and enter the amount"
+            self.add_error(
+                "amount",
+                f"You chose “Everything still refundable” and also entered {understood}. To refund everything, "
+                f"clear the amount; {part}.",
+            )
         return data
+
+    def _check_refundable(self, amount_minor: int) -> None:
+        """Said before the confirmation page; intake checks again when the refund is filed."""
+        if self.refundable is not None and amount_minor > self.refundable:
+            self.add_error(
+                "amount",
+                f"{format_minor(amount_minor, self.currency)} exceeds what remains refundable on the payment "
+                f"({format_minor(self.refundable, self.currency)}).",
+            )
 
     def is_valid(self) -> bool:
         valid = super().is_valid()

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core import signing
 from django.core.paginator import Paginator
 from django.db import connection
 from django.http import Http404, JsonResponse
@@ -7,12 +8,13 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from approvals.policy import auto_approves
 from refunds import errors
 from refunds.services import intake, payments
 from refunds.forms import PaymentLookupForm, RefundForm
-from refunds.money import Money, format_minor
+from refunds.money import CURRENCY_EXPONENTS, Money, format_minor, format_minor_number, money_locale
 from refunds.providers import UnknownProvider, provider_class
-from refunds.providers.base import WebhookRejected
+from refunds.providers.base import LineItem, WebhookRejected
 from refunds.services.webhooks import webhook_event_receive
 from refunds.selectors import refund_visible_to, refund_with_approvals
 
@@ -48,71 +50,145 @@ def _webhook_error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "message": message, "field": None}}, status=status)
 
 
+# What the confirmation page shows is signed and filed as it is: the page's hidden copies of the
+# typed values only refill the form on Back, and filing never reads them.
+CONFIRM_SALT = "refunds.refund-confirm"
+CONFIRM_MAX_AGE = 30 * 60
+_BUTTONS = ("add_item", "back", "confirm", "csrfmiddlewaretoken")
+
+
 @login_required
 def refund_new(request):
-    """File a refund: look the payment up first, show what may be refunded, then file."""
+    """File a refund: look the payment up, show what may be refunded, fill in the refund, confirm
+    the exact amount on a second page; only Confirm files."""
     if not request.user.has_perm("refunds.add_refundrequest"):
         raise Http404  # the page does not exist for roles that cannot file
-    preview = form = None
+    if request.method == "POST" and "confirm" in request.POST:
+        return _confirm(request)
+    lookup, preview = _lookup(request)
+    form = None
+    if preview is not None:
+        form = _refund_form(request, preview)
+        if form.is_bound and form.is_valid():
+            return _render_confirm(request, form, preview)
+    return _render_new(request, lookup, preview, form)
+
+
+def _lookup(request):
+    preview = None
     lookup = PaymentLookupForm(request.POST or request.GET or None)
     if lookup.is_bound and lookup.is_valid():
         try:
             preview = payments.payment_preview(**lookup.cleaned_data)
         except errors.RefundError as error:
             lookup.add_error("connector_transaction_id" if error.field else None, error.message)
-    if preview is not None:
-        currency = preview.amount.currency
-        adapter = provider_class(preview.provider)
+    return lookup, preview
+
+
+def _refund_form(request, preview, *, bound: bool = True) -> RefundForm:
+    """The refund form: new (GET), refilled from the POST ("Add a row", Back), or bound to it."""
+    adapter = provider_class(preview.provider)
+    kwargs = {
+        "currency": preview.amount.currency,
         # Invoice items only for providers that take them, with that provider's tax rates.
-        tax_rates = tuple(adapter.item_tax_rates) if adapter.supports_items else None
-        if request.method == "POST" and "add_item" in request.POST:
-            # "Add a row": show the same form again, one row longer; nothing is checked or filed.
-            form = RefundForm(
-                currency=currency,
-                item_tax_rates=tax_rates,
-                item_rows=RefundForm.posted_item_rows(request.POST),
-                initial={name: request.POST.get(name) for name in RefundForm.base_fields if name in request.POST},
-            )
-        elif request.method == "POST":
-            form = RefundForm(request.POST, currency=currency, item_tax_rates=tax_rates, refundable=preview.refundable_now)
-            if form.is_valid():
-                return _file(request, form, preview) or _render_new(request, lookup, preview, form)
-        else:
-            form = RefundForm(
-                currency=currency,
-                item_tax_rates=tax_rates,
-                initial={
-                    "merchant_refund_id": RefundForm.new_merchant_refund_id(),
-                    **lookup.cleaned_data,
-                    "product": preview.product,
-                },
-            )
-    return _render_new(request, lookup, preview, form)
+        "item_tax_rates": tuple(adapter.item_tax_rates) if adapter.supports_items else None,
+    }
+    if request.method != "POST":
+        initial = {"merchant_refund_id": RefundForm.new_merchant_refund_id(), "provider": preview.provider,
+                   "connector_transaction_id": preview.connector_transaction_id, "product": preview.product}
+        return RefundForm(initial=initial, **kwargs)
+    refill = "add_item" in request.POST or "back" in request.POST or not bound
+    if refill:
+        # Shown again as typed; nothing is checked or filed.
+        rows = RefundForm.posted_item_rows(request.POST, extra="add_item" in request.POST)
+        initial = {name: request.POST.get(name) for name in RefundForm.base_fields if name in request.POST}
+        return RefundForm(item_rows=rows, initial=initial, **kwargs)
+    return RefundForm(request.POST, refundable=preview.refundable_now, **kwargs)
 
 
-def _file(request, form, preview):
+def _render_confirm(request, form, preview):
     data = form.cleaned_data
-    amount = Money(data["amount_minor"], preview.amount.currency) if data["amount_minor"] else None
+    currency = preview.amount.currency
+    amount_minor = data["amount_minor"] if data["amount_minor"] is not None else preview.refundable_now
+    # Everything the filing uses, signed: the amount filed is the amount shown here.
+    signed = signing.dumps(
+        {
+            "user": request.user.pk,
+            "merchant_refund_id": data["merchant_refund_id"],
+            "provider": data["provider"],
+            "connector_transaction_id": data["connector_transaction_id"],
+            "amount": Money(amount_minor, currency).as_dict(),
+            "reason_code": data["reason_code"].code,
+            "reason": data["reason"],
+            "product": data["product"],
+            "items": [item.as_dict() for item in data.get("items") or []],
+        },
+        salt=CONFIRM_SALT,
+        compress=True,
+    )
+    typed = [(name, value) for name, value in request.POST.items() if name not in _BUTTONS]
+    context = {
+        "preview": preview,
+        "signed": signed,
+        "typed": typed,
+        "amount": format_minor(amount_minor, currency),
+        "everything": data["amount_minor"] is None,
+        "payment_amount": format_minor(preview.amount.minor_amount, currency),
+        "refundable": format_minor(preview.refundable_now, currency),
+        "auto_approves": auto_approves(
+            Money(amount_minor, currency),
+            payment=payments.payment_find(
+                provider=data["provider"], connector_transaction_id=data["connector_transaction_id"]
+            ),
+        ),
+        "reason_code": data["reason_code"],
+        "data": data,
+        "items": [(item, format_minor(item.cost.minor_amount, currency), format_minor(item.total_minor, currency))
+                  for item in data.get("items") or []],
+    }
+    return render(request, "refunds/confirm.html", context)
+
+
+def _confirm(request):
+    """File exactly what the confirmation page showed. A second Confirm (double click, reload)
+    replays the same merchant_refund_id and body, so intake returns the refund already filed."""
+    try:
+        signed = signing.loads(request.POST.get("confirmation", ""), salt=CONFIRM_SALT, max_age=CONFIRM_MAX_AGE)
+        if signed["user"] != request.user.pk:
+            raise signing.BadSignature("another user's confirmation")
+    except signing.BadSignature:  # also SignatureExpired
+        return _refill_with_error(request, None, "This confirmation has expired or was changed; check the refund "
+                                                 "and review it again. Nothing was filed.")
+    amount = Money(**signed["amount"])
     try:
         refund, _ = intake.refund_request_create(
-            merchant_refund_id=data["merchant_refund_id"],
-            provider=data["provider"],
-            connector_transaction_id=data["connector_transaction_id"],
+            merchant_refund_id=signed["merchant_refund_id"],
+            provider=signed["provider"],
+            connector_transaction_id=signed["connector_transaction_id"],
             amount=amount,
-            reason=data["reason"],
-            reason_code=data["reason_code"].code,
+            reason=signed["reason"],
+            reason_code=signed["reason_code"],
             metadata={},
-            product=data["product"],
+            product=signed["product"],
             requested_by=request.user,
-            items=data.get("items") or None,
+            items=[LineItem.from_dict(item) for item in signed["items"]] or None,
         )
     except errors.RefundError as error:
-        if (error.field or "").startswith("items") and form.items is not None:
-            form.items_errors.append(error.message)
-        else:
-            form.add_error("amount" if error.field == "amount" else None, error.message)
-        return None
+        return _refill_with_error(request, error.field, error.message)
     return redirect("refund-detail", merchant_refund_id=refund.merchant_refund_id)
+
+
+def _refill_with_error(request, field, message):
+    """The form as it was typed, with why it was not filed."""
+    lookup, preview = _lookup(request)
+    form = None
+    if preview is not None:
+        form = _refund_form(request, preview, bound=False)
+        if (field or "").startswith("items") and form.items is not None:
+            form.items_errors.append(message)
+        else:
+            form.refusal = message
+    return _render_new(request, lookup, preview, form)
 
 
 def _render_new(request, lookup, preview, form):
@@ -125,7 +201,16 @@ def _render_new(request, lookup, preview, form):
             "awaiting": format_minor(preview.awaiting, currency),
             "refundable": format_minor(preview.refundable_now, currency),
         }
-    return render(request, "refunds/new.html", {"lookup": lookup, "preview": preview, "shown": shown, "form": form})
+        decimals = CURRENCY_EXPONENTS.get(currency, 2)
+        shown_number = {
+            "amount_example": format_minor_number(1234 * 10**decimals + (50 if decimals == 2 else 0), currency),
+            "notation": money_locale().get_display_name("en"),
+            "decimals": decimals,
+        }
+    else:
+        shown_number = {}
+    return render(request, "refunds/new.html",
+                  {"lookup": lookup, "preview": preview, "shown": shown, "form": form, **shown_number})
 
 
 @login_required

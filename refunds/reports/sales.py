@@ -12,13 +12,12 @@ import datetime
 import io
 import logging
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.db import transaction
 
 from refunds.models import Sale
-from refunds.money import MAX_MINOR_AMOUNT, decimal_to_minor, is_known_currency
+from refunds.money import CURRENCY_EXPONENTS, MoneyParseError, is_known_currency, money_parse
 from refunds.providers import default_sales_provider_name, get_provider
 from refunds.ratelimit import provider_slot_acquire
 from refunds.reports.calendar import business_zone, day_start, report_range
@@ -28,6 +27,9 @@ logger = logging.getLogger(__name__)
 # An import file larger than this is refused before it is read (split it, or sync instead).
 SALES_IMPORT_MAX_BYTES = 5 * 1024 * 1024
 SALES_IMPORT_COLUMNS = ("sale_id", "sold_at", "product", "amount", "currency")
+# Files, unlike people, have one notation whoever uploads them: "." before the decimals, optional
+# "," between thousands (1,234.50), the currency's own code or symbol allowed.
+SALES_IMPORT_LOCALE = "en_US"
 # The most row errors listed back; the count says how many more there were.
 SALES_IMPORT_MAX_ERRORS_SHOWN = 50
 _UPSERT_BATCH = 1000
@@ -225,25 +227,27 @@ def _csv_reader(data: bytes) -> csv.DictReader:
 
 
 def _parse_amount(values: dict[str, str], currency: str, reasons: list[str]) -> int | None:
-    """The row's amount in minor units of `currency`; what is wrong is added to `reasons`."""
+    """The row's amount in minor units of `currency` (0 allowed: a free sale still counts), read by
+    the support form's parser in a fixed notation (SALES_IMPORT_LOCALE); what is wrong is added to
+    `reasons`."""
+    raw = values["amount"]
     amount_minor = None
     try:
-        amount = Decimal(values["amount"])
-        if not amount.is_finite():
-            raise InvalidOperation
-    except InvalidOperation:
-        reasons.append(f"amount {values['amount']!r} is not a number")
-    else:
-        if amount < 0:
-            reasons.append(f"amount {values['amount']} is negative")
-        elif is_known_currency(currency):
-            try:
-                amount_minor = decimal_to_minor(amount, currency)
-            except ValueError as error:
-                reasons.append(f"amount {values['amount']}: {str(error).rstrip('.')}")
-            else:
-                if amount_minor > MAX_MINOR_AMOUNT:
-                    reasons.append(f"amount {values['amount']} is too large")
+        amount_minor = money_parse(raw, currency=currency, locale=SALES_IMPORT_LOCALE, allow_zero=True)
+    except MoneyParseError as error:
+        shown = raw if len(raw) <= 40 else f"{raw[:40]}…"
+        if error.code == "sign":
+            reasons.append(f"amount {shown} is negative" if raw.lstrip().startswith(("-", "−"))
+                           else f"amount {shown!r} has a sign; write the amount alone")
+        elif error.code == "decimals":
+            places = CURRENCY_EXPONENTS[currency]
+            reasons.append(f"amount {shown}: {currency} has {places} decimal place{'s' if places != 1 else ''}")
+        elif error.code == "other_currency":
+            reasons.append(f"amount {shown!r} names another currency than {currency}")
+        elif error.code == "too_large":
+            reasons.append(f"amount {shown} is too large")
+        elif error.code != "unknown_currency":  # said below
+            reasons.append(f"amount {shown!r} is not a number")
     if not is_known_currency(currency):
         reasons.append(f"currency {values['currency']!r} is not a known ISO 4217 code")
     return amount_minor

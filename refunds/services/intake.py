@@ -10,11 +10,11 @@ import uuid
 
 from django.db import IntegrityError, transaction
 
-from approvals.policy import auto_approve_threshold
+from approvals.policy import auto_approves
 from approvals.services import refund_auto_approve
 from refunds import errors
 from refunds.models import RefundRequest, RefundStatus
-from refunds.money import Money, format_minor
+from refunds.money import STORED_TEXT_LOCALE, Money, format_minor
 from refunds.providers.base import LineItem, PaymentInfo, TransientProviderError
 from refunds.services.payments import (
     payment_check_amount,
@@ -131,7 +131,9 @@ def _refund_file(
     payment_check_amount(payment=payment, amount=amount)
     refund = refund_create(
         actor=requested_by,
-        message=f"Requested {format_minor(amount.minor_amount, amount.currency)} on {connector_transaction_id}",
+        # Stored and read later by anyone: one fixed notation, not the filer's language.
+        message=f"Requested {format_minor(amount.minor_amount, amount.currency, STORED_TEXT_LOCALE)} on "
+        f"{connector_transaction_id}",
         data={"payment_verified": info is not None},
         provider=provider,
         connector_transaction_id=connector_transaction_id,
@@ -147,7 +149,7 @@ def _refund_file(
         status=RefundStatus.PENDING_APPROVAL,
         **fields,
     )
-    if amount.minor_amount <= auto_approve_threshold(amount.currency):
+    if auto_approves(amount):
         refund = refund_auto_approve(refund=refund)
     return refund
 
@@ -179,7 +181,10 @@ def _check_items_add_up(*, items: list[LineItem], amount: Money) -> None:
     total = sum(item.total_minor for item in items)
     if total != amount.minor_amount:
         raise errors.RefundValidationError(
-            f"The items add up to {total}, not the amount {amount.minor_amount}.", field="items", code="items_mismatch"
+            f"The items add up to {format_minor(total, amount.currency)}, not the amount "
+            f"{format_minor(amount.minor_amount, amount.currency)}.",
+            field="items",
+            code="items_mismatch",
         )
 
 

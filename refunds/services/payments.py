@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from refunds import errors
 from refunds.models import OPEN_STATUSES, Payment, PaymentAlias, RefundRequest, RefundStatus
-from refunds.money import Money
+from refunds.money import Money, format_minor
 from refunds.providers import UnknownProvider, get_provider
 from refunds.providers.base import PaymentInfo, PermanentProviderError, TransientProviderError
 from refunds.providers.base import TransactionNotFound as ProviderTransactionNotFound
@@ -136,7 +136,8 @@ def payment_check_amount(*, payment: Payment, amount: Money, exclude_refund_id: 
     remaining = payment_refundable_remaining(payment=payment, exclude_refund_id=exclude_refund_id)
     if remaining is not None and amount.minor_amount > remaining:
         raise errors.AmountExceedsRefundable(
-            f"{amount.minor_amount} exceeds what remains refundable on the payment ({max(remaining, 0)}).",
+            f"{format_minor(amount.minor_amount, amount.currency)} exceeds what remains refundable on the payment "
+            f"({format_minor(max(remaining, 0), amount.currency)}).",
             field="amount",
         )
 

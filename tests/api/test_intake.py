@@ -135,7 +135,7 @@ def test_more_than_refundable_counting_open_refunds_is_422(api, agent, stripe_sa
     assert response.status_code == 422
     assert response.json()["error"] == {
         "code": "amount_exceeds_refundable",
-        "message": "4001 exceeds what remains refundable on the payment (4000).",
+        "message": "40.01 USD exceeds what remains refundable on the payment (40.00 USD).",
         "field": "amount",
     }
     assert RefundRequest.objects.count() == 1
@@ -274,3 +274,18 @@ def test_reason_codes_are_checked_kept_and_told_to_stripe(api, agent, stripe_san
     [at_stripe] = stripe_sandbox.client().v1.refunds.list(params={"payment_intent": pi}).data
     assert at_stripe.reason == "duplicate"  # Stripe's own reason for the code
     assert at_stripe.metadata["reason_note"] == "Customer returned the item"
+
+
+def test_the_refusal_is_money_in_the_reader_s_language(api, agent, stripe_sandbox):
+    pi = stripe_sandbox.create_payment(750_000, currency="eur")
+    client = api(agent)
+
+    response = client.post(
+        "/api/refunds/", body(pi, amount={"minor_amount": 750_001, "currency": "EUR"}), format="json",
+        HTTP_ACCEPT_LANGUAGE="de-DE",
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["message"] == (
+        "7.500,01 EUR exceeds what remains refundable on the payment (7.500,00 EUR)."
+    )

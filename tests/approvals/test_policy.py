@@ -116,7 +116,7 @@ def test_auto_approval_names_the_currency_threshold_it_used(agent, settings):
     assert result.status == RefundStatus.APPROVED
     approval = Approval.objects.get()
     assert (approval.decision, approval.approver) == (Approval.Decision.AUTO_APPROVED, None)
-    assert approval.comment == "At or under the auto-approve threshold of 7000 EUR minor units"
+    assert approval.comment == "At or under the auto-approve threshold of 70.00 EUR"
     log = refund.logs.get()
     assert (log.to_status, log.actor, log.message) == ("approved", None, "Auto-approved: at or under the threshold")
 

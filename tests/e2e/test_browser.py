@@ -25,7 +25,8 @@ def file_refund(page, pi, amount, reason, shot=None):
     page.get_by_label("Note").fill(reason)
     if shot:
         page.screenshot(path=SHOTS / shot, full_page=True)
-    page.get_by_role("button", name="File refund").click()
+    page.get_by_role("button", name="Review refund").click()
+    page.get_by_role("button", name="Confirm refund").click()
     page.wait_for_url(re.compile(r"/refunds/web-"))
     return page.url.rsplit("/", 1)[1]
 

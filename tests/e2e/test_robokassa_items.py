@@ -34,14 +34,17 @@ def test_agent_files_a_robokassa_refund_by_items(login, robokassa_sandbox):
     page.get_by_label("Item, row 4").wait_for()
     assert page.get_by_label("Item, row 2").input_value() == "Cup"
 
-    page.get_by_role("button", name="File refund").click()
+    page.get_by_role("button", name="Review refund").click()
     error = page.get_by_test_id("items-errors")
     assert "The items add up to 27.00 RUB, not the amount (20.00 RUB)" in error.inner_text()
     page.screenshot(path=SHOTS / "robokassa-items-error.png", full_page=True)
     assert not RefundRequest.objects.exists()
 
     page.get_by_label("Amount (RUB)").fill("27.00")
-    page.get_by_role("button", name="File refund").click()
+    page.get_by_role("button", name="Review refund").click()
+    assert "Refund 27.00 RUB of 100.00 RUB" in page.get_by_test_id("confirm-summary").inner_text()
+    assert not RefundRequest.objects.exists()  # nothing is filed before Confirm
+    page.get_by_role("button", name="Confirm refund").click()
     page.wait_for_url(re.compile(r"/refunds/web-"))
     refund = RefundRequest.objects.get()
     assert (refund.amount_minor, [item["name"] for item in refund.items]) == (2_700, ["Teapot", "Cup"])

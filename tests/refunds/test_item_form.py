@@ -5,6 +5,7 @@ import pytest
 from django.urls import reverse
 
 from refunds.models import RefundRequest, RefundStatus
+from tests.refund_form import confirmation_of, review_and_confirm
 
 pytestmark = pytest.mark.django_db
 NEW = reverse("refund-new")
@@ -61,7 +62,7 @@ def test_a_partial_refund_by_items_is_filed_with_them(client, agent, invoice_id)
     client.force_login(agent)
     page = lookup(client, invoice_id)
 
-    response = client.post(NEW, form_data(page, invoice_id, ROWS))
+    response = review_and_confirm(client, NEW, form_data(page, invoice_id, ROWS))
 
     refund = RefundRequest.objects.get()
     assert response.status_code == 302, response.context["form"].errors
@@ -77,8 +78,8 @@ def test_a_full_refund_by_items_must_cover_what_is_refundable(client, agent, inv
     page = lookup(client, invoice_id)
 
     short = client.post(NEW, form_data(page, invoice_id, ROWS, kind="full", amount=""))
-    whole = client.post(NEW, form_data(page, invoice_id, (("Tea set", "1", "100.00", "vat20"),), kind="full",
-                                       amount=""))
+    whole = review_and_confirm(client, NEW, form_data(page, invoice_id, (("Tea set", "1", "100.00", "vat20"),),
+                                                      kind="full", amount=""))
 
     assert short.status_code == 200
     assert "The items add up to 27.00 RUB, not what is refundable now (100.00 RUB)" in short.content.decode()
@@ -125,6 +126,29 @@ def test_add_a_row_keeps_what_was_typed_and_files_nothing(client, agent, invoice
     assert 'value="Teapot"' in html and 'value="6.00"' in html and 'value="27.00"' in html
     assert "This field is required" not in html and 'data-testid="items-errors"' not in html
     assert not RefundRequest.objects.exists()
-    filed = client.post(NEW, {**form_data(page, invoice_id, ROWS), "items-TOTAL_FORMS": "4", "items-3-name": "",
-                              "items-3-quantity": "", "items-3-cost": "", "items-3-tax": "none"})
+    filed = review_and_confirm(client, NEW, {**form_data(page, invoice_id, ROWS), "items-TOTAL_FORMS": "4",
+                                             "items-3-name": "", "items-3-quantity": "", "items-3-cost": "",
+                                             "items-3-tax": "none"})
     assert filed.status_code == 302 and RefundRequest.objects.get().amount_minor == 2_700
+
+
+def test_prices_are_read_in_the_browser_s_language_and_back_keeps_the_rows(client, agent, invoice_id):
+    client.force_login(agent)
+    page = lookup(client, invoice_id)
+    german = (("Teapot", "1", "15,00", "vat20"), ("Cup", "2", "6,00", "none"))
+    data = form_data(page, invoice_id, german, amount="27,00")
+
+    review = client.post(NEW, data, HTTP_ACCEPT_LANGUAGE="de")
+    confirm = confirmation_of(review)
+    back = client.post(NEW, {**{k: v for k, v in confirm.items() if k != "confirm"}, "back": "1"},
+                       HTTP_ACCEPT_LANGUAGE="de")
+    english = client.post(NEW, form_data(page, invoice_id, german, amount="27.00"), HTTP_ACCEPT_LANGUAGE="en-US")
+
+    html = back.content.decode()
+    assert 'value="Teapot"' in html and 'value="15,00"' in html and 'value="6,00"' in html and 'value="27,00"' in html
+    assert "It could be 1,500.00 RUB or 15.00 RUB" in english.content.decode()
+    assert not RefundRequest.objects.exists()
+    client.post(NEW, confirm, HTTP_ACCEPT_LANGUAGE="de")
+    refund = RefundRequest.objects.get()
+    assert [(item["name"], item["cost"]["minor_amount"]) for item in refund.items] == [("Teapot", 1_500), ("Cup", 600)]
+    assert refund.amount_minor == 2_700

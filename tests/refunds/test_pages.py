@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from refunds.models import RefundRequest, RefundStatus
 from tests.factories import RefundFactory
+from tests.refund_form import confirmation_of, review_and_confirm
 
 pytestmark = pytest.mark.django_db
 NEW = reverse("refund-new")
@@ -60,7 +61,9 @@ def test_unknown_payment_is_a_field_error(client, agent):
 def test_filing_a_partial_refund_above_the_threshold(client, agent, payment):
     client.force_login(agent)
 
-    response = client.post(NEW, form_data(client, payment))
+    review = client.post(NEW, form_data(client, payment))
+    assert not RefundRequest.objects.exists()  # nothing is filed before Confirm
+    response = client.post(NEW, confirmation_of(review))
 
     refund = RefundRequest.objects.get()
     assert response.status_code == 302 and response.url == reverse("refund-detail", args=[refund.merchant_refund_id])
@@ -71,10 +74,10 @@ def test_filing_a_partial_refund_above_the_threshold(client, agent, payment):
 
 def test_a_double_submit_files_once(client, agent, payment):
     client.force_login(agent)
-    data = form_data(client, payment)
+    confirm = confirmation_of(client.post(NEW, form_data(client, payment)))
 
-    first = client.post(NEW, data)
-    second = client.post(NEW, data)
+    first = client.post(NEW, confirm)
+    second = client.post(NEW, confirm)
 
     assert first.url == second.url
     assert RefundRequest.objects.count() == 1
@@ -86,7 +89,7 @@ def test_a_double_submit_files_once(client, agent, payment):
         ("abc", "Enter an amount in USD"),
         ("-5", "Enter an amount in USD"),
         ("1.005", "USD has 2 decimal places."),
-        ("100.01", "exceeds what remains refundable"),
+        ("100.01", "100.01 USD exceeds what remains refundable on the payment (100.00 USD)"),
     ],
 )
 def test_bad_amounts_are_form_errors_and_file_nothing(client, agent, payment, amount, error):
@@ -100,7 +103,7 @@ def test_bad_amounts_are_form_errors_and_file_nothing(client, agent, payment, am
 
 def test_full_refund_takes_what_is_refundable(client, agent, payment):
     client.force_login(agent)
-    client.post(NEW, form_data(client, payment, kind="full", amount=""))
+    review_and_confirm(client, NEW, form_data(client, payment, kind="full", amount=""))
     assert RefundRequest.objects.get().amount_minor == 10_000
 
 

@@ -147,3 +147,31 @@ def test_importsales_command(tmp_path, accountant):
     with pytest.raises(CommandError, match="Line 2: amount 49.0001: USD has 2 decimal places"):
         call_command("importsales", str(path))
     assert Sale.objects.get(external_id="INV-1").amount_minor == 4900
+
+
+def test_amounts_are_read_by_the_money_parser_in_one_notation(accountant):
+    good = sales.sales_import_parse(data=(
+        "sale_id,sold_at,product,amount,currency\n"
+        "A,2026-03-10,p,\"1,234.50\",USD\n"
+        "B,2026-03-10,p,€5.00,EUR\n"
+        "C,2026-03-10,p,0,USD\n"
+        "D,2026-03-10,p,1.234,KWD\n"
+    ).encode())
+    assert [(s.external_id, s.amount_minor, s.currency) for s in good] == [
+        ("A", 123_450, "USD"), ("B", 500, "EUR"), ("C", 0, "USD"), ("D", 1_234, "KWD")
+    ]
+
+    with pytest.raises(sales.SalesImportError) as refused:
+        sales.sales_import_parse(data=(
+            "sale_id,sold_at,product,amount,currency\n"
+            "E,2026-03-10,p,\"1,50\",EUR\n"
+            "F,2026-03-10,p,1e999999,EUR\n"
+            "G,2026-03-10,p,$5,EUR\n"
+            "H,2026-03-10,p,10000000000.01,EUR\n"
+        ).encode())
+    assert refused.value.errors == [
+        "Line 2: amount '1,50' is not a number.",  # never 150.00
+        "Line 3: amount '1e999999' is not a number.",
+        "Line 4: amount '$5' names another currency than EUR.",
+        "Line 5: amount 10000000000.01 is too large.",
+    ]
