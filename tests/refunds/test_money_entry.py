@@ -7,7 +7,7 @@ from django.utils.html import strip_tags
 
 from refunds.models import RefundRequest
 from tests import factories
-from tests.refund_form import confirmation_of
+from tests.refund_form import confirmation_of, review_and_confirm
 
 pytestmark = pytest.mark.django_db
 NEW = reverse("refund-new")
@@ -127,3 +127,20 @@ def test_the_browser_s_language_decides_the_notation(client, agent, stripe_sandb
     client.post(NEW, confirmation_of(review), HTTP_ACCEPT_LANGUAGE=language)
 
     assert RefundRequest.objects.get().amount_minor == minor
+
+
+def test_the_confirmation_counts_what_was_already_auto_approved_on_the_payment(client, agent, eur_payment,
+                                                                              stripe_sandbox):
+    """The threshold (50.00) bounds what is auto-approved on one payment: after 30.00 auto-approved,
+    another 25.00 would pass alone but not together, and the confirmation says so before filing."""
+    client.force_login(agent)
+    first = review_and_confirm(client, NEW, form_data(client, eur_payment, amount="30.00"))
+    assert first.status_code == 302
+    assert RefundRequest.objects.get().status == "approved"
+
+    other_payment = stripe_sandbox.create_payment(15_000, currency="eur")
+    alone = client.post(NEW, form_data(client, other_payment, amount="25.00"))
+    second = client.post(NEW, form_data(client, eur_payment, amount="25.00"))
+
+    assert "will be executed at once" in alone.content.decode()
+    assert "needs a finance manager's approval" in second.content.decode()
