@@ -3,12 +3,14 @@ from django.utils.timesince import timesince
 
 from approvals.models import Approval, ApproverLimit, AutoApproveThreshold, PendingRefund
 from approvals.selectors import approval_queue
-from refunds.admin import CURRENCY_FILTER, PROVIDER_FILTER, ReadOnlyMixin, RefundRequestAdmin
+from refunds.admin import CURRENCY_FILTER, PROVIDER_FILTER, ReadOnlyMixin, RefundRequestAdmin, VisibleRowsMixin
 from refunds.money import format_minor
+from refunds.visibility import approvals_visible_to
 
 
 @admin.register(Approval)
-class ApprovalAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ApprovalAdmin(VisibleRowsMixin, ReadOnlyMixin, admin.ModelAdmin):
+    visible_to = approvals_visible_to
     list_display = ("created_at", "refund", "decision", "approver", "tier", "comment")
     list_filter = ("decision",)
     list_select_related = ("refund", "approver")

@@ -12,7 +12,13 @@ from refunds.services import execution
 from refunds.admin_scale import CappedCountPaginator, loose_distinct_filter
 from refunds.models import ApiToken, Payment, ReasonCode, RefundLog, RefundRequest, RefundStatus, WebhookEvent
 from refunds.money import format_minor
-from refunds.selectors import refund_visible_to
+from refunds.visibility import (
+    api_tokens_visible_to,
+    payments_visible_to,
+    refund_logs_visible_to,
+    refund_visible_to,
+    webhook_events_visible_to,
+)
 
 _BADGE_COLOURS = {
     RefundStatus.PENDING_APPROVAL: "#b7791f",
@@ -24,6 +30,16 @@ _BADGE_COLOURS = {
     RefundStatus.CANCELED: "#718096",
     RefundStatus.NEEDS_ATTENTION: "#c53030",
 }
+
+
+class VisibleRowsMixin:
+    """Lists, searches, change pages (an id out of scope is "doesn't exist"), history pages and raw-id
+    pickers read `get_queryset`: narrowed here by the one visibility rule (refunds.visibility)."""
+
+    visible_to = None  # (user) -> QuerySet of the rows that user may see
+
+    def get_queryset(self, request):
+        return super().get_queryset(request) & type(self).visible_to(request.user)
 
 
 class ReadOnlyMixin:
@@ -219,7 +235,8 @@ class RefundRequestAdmin(admin.ModelAdmin):
 
 
 @admin.register(RefundLog)
-class RefundLogAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class RefundLogAdmin(VisibleRowsMixin, ReadOnlyMixin, admin.ModelAdmin):
+    visible_to = refund_logs_visible_to
     list_display = ("created_at", "refund", "event", "from_status", "to_status", "actor", "message")
     list_filter = ("event",)
     paginator = CappedCountPaginator
@@ -230,7 +247,8 @@ class RefundLogAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(Payment)
-class PaymentAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class PaymentAdmin(VisibleRowsMixin, ReadOnlyMixin, admin.ModelAdmin):
+    visible_to = payments_visible_to
     list_display = ("connector_transaction_id", "provider", "amount", "refunded", "status", "product", "synced_at")
     list_filter = ("provider", "currency")
     search_fields = ("=connector_transaction_id", "product")
@@ -246,10 +264,12 @@ class PaymentAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(VisibleRowsMixin, admin.ModelAdmin):
+    visible_to = api_tokens_visible_to
     list_display = ("prefix", "user", "created_at", "last_used_at", "revoked")
     fields = ("prefix", "user", "created_at", "last_used_at", "revoked")
     readonly_fields = ("prefix", "user", "created_at", "last_used_at")
+    search_fields = ("=prefix",)
     list_select_related = ("user",)
 
     def has_add_permission(self, request):
@@ -257,7 +277,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class WebhookEventAdmin(VisibleRowsMixin, ReadOnlyMixin, admin.ModelAdmin):
+    visible_to = webhook_events_visible_to
     list_display = ("received_at", "provider", "type", "event_id", "processed_at", "attempts", "last_error")
     list_filter = ("provider", "type")
     search_fields = ("=event_id",)
