@@ -3,7 +3,14 @@ from django.utils.timesince import timesince
 
 from approvals.models import Approval, ApproverLimit, AutoApproveThreshold, PendingRefund
 from approvals.selectors import approval_queue
-from refunds.admin import CURRENCY_FILTER, PROVIDER_FILTER, ReadOnlyMixin, RefundRequestAdmin, VisibleRowsMixin
+from refunds.admin import (
+    CURRENCY_FILTER,
+    PROVIDER_FILTER,
+    ReadOnlyMixin,
+    RefundRequestAdmin,
+    SecondFactorForWritesMixin,
+    VisibleRowsMixin,
+)
 from refunds.money import format_minor
 from refunds.visibility import approvals_visible_to
 
@@ -19,8 +26,9 @@ class ApprovalAdmin(VisibleRowsMixin, ReadOnlyMixin, admin.ModelAdmin):
     show_full_result_count = False
 
 
-class SuperuserOnlyMixin:
-    """The approval policy is edited by superusers only; finance managers may read it."""
+class SuperuserOnlyMixin(SecondFactorForWritesMixin):
+    """The approval policy is edited by superusers only (after a fresh second factor); finance
+    managers may read it."""
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_superuser or request.user.has_perm("refunds.approve_refundrequest")

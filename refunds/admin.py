@@ -1,13 +1,18 @@
 """Admin: presentation and permission gates. Every change goes through a service."""
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 from django.db import transaction
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
+from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from approvals import services as approval_services
 from approvals.models import Approval
-from refunds import errors
+from refunds import errors, second_factor
 from refunds.services import execution
 from refunds.admin_scale import CappedCountPaginator, loose_distinct_filter
 from refunds.models import ApiToken, Payment, ReasonCode, RefundLog, RefundRequest, RefundStatus, WebhookEvent
@@ -40,6 +45,32 @@ class VisibleRowsMixin:
 
     def get_queryset(self, request):
         return super().get_queryset(request) & type(self).visible_to(request.user)
+
+
+class SecondFactorForWritesMixin:
+    """Adding, changing or deleting these rows (the approval policy) waits for a fresh second factor:
+    the form is not shown until the person confirmed, then they come back to it."""
+
+    def _may_write(self, request) -> bool:
+        return self.has_add_permission(request) or self.has_change_permission(request) or self.has_delete_permission(
+            request
+        )
+
+    def _ask(self, request):
+        if self._may_write(request) and not second_factor.session_is_fresh(request):
+            return second_factor.ask_for_second_factor(request, request.get_full_path())
+        return None
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        return self._ask(request) or super().changeform_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        return self._ask(request) or super().delete_view(request, object_id, extra_context)
+
+    def changelist_view(self, request, extra_context=None):
+        # Only a POST writes from the list (bulk delete, list_editable); reading it needs no code.
+        asked = self._ask(request) if request.method == "POST" else None
+        return asked or super().changelist_view(request, extra_context)
 
 
 class ReadOnlyMixin:
@@ -89,6 +120,8 @@ def _confirmed_action(*, title: str, verb: str, service, comment_required: bool 
     """An admin action with a confirmation page listing the rows and asking for a comment."""
 
     def action(modeladmin, request, queryset):
+        if not second_factor.session_is_fresh(request):
+            return second_factor.ask_for_second_factor(request, request.get_full_path())
         if request.POST.get("confirm") == "yes":
             comment = request.POST.get("comment", "").strip()
             if comment_required and not comment:
@@ -301,3 +334,10 @@ class ReasonCodeAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # retire a code by making it inactive; refunds keep theirs
+
+
+# Who is a superuser, who is in which group (who may approve) and whose authenticator is which:
+# changed only after a fresh second factor, like the approval policy.
+for _model, _base in ((get_user_model(), UserAdmin), (Group, GroupAdmin), (TOTPDevice, TOTPDeviceAdmin)):
+    admin.site.unregister(_model)
+    admin.site.register(_model, type(f"Guarded{_base.__name__}", (SecondFactorForWritesMixin, _base), {}))
