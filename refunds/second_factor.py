@@ -69,10 +69,13 @@ def session_is_fresh(request) -> bool:
     return bool(verified and verified() and _fresh(request.session.get(SESSION_KEY)))
 
 
-def api_token_is_fresh(user, token) -> bool:
-    if not second_factor_needed(user):
+def api_request_is_fresh(request) -> bool:
+    """An API call through a token counts the token's last check; one through a session, the session's."""
+    if not isinstance(request.auth, ApiToken):
+        return session_is_fresh(request)
+    if not second_factor_needed(request.user):
         return True
-    at = token.second_factor_at if isinstance(token, ApiToken) else None
+    at = request.auth.second_factor_at
     return at is not None and _fresh(at.timestamp())
 
 

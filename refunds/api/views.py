@@ -3,6 +3,7 @@
 import datetime
 
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import exceptions, status
 from rest_framework.generics import ListAPIView
@@ -94,7 +95,7 @@ class _Decision(APIView):
 
     def post(self, request, merchant_refund_id):
         refund = _visible(refund_visible_to(request.user), merchant_refund_id)
-        if not second_factor.api_token_is_fresh(request.user, request.auth):
+        if not second_factor.api_request_is_fresh(request):
             raise second_factor.SecondFactorRequired(
                 "Confirm with your authenticator first: POST /api/second-factor/ with the code it shows now."
             )
@@ -114,15 +115,18 @@ class RefundReject(_Decision):
 
 
 class SecondFactorConfirm(APIView):
-    """The token's user confirms with their authenticator; decisions through this token need no
-    new code for SECOND_FACTOR_MAX_AGE_SECONDS."""
+    """The caller confirms with their authenticator; decisions through this token (or session) need
+    no new code for SECOND_FACTOR_MAX_AGE_SECONDS."""
 
     @extend_schema(**schema.SECOND_FACTOR)
     def post(self, request):
         code = _valid(SecondFactorSerializer, request.data)["code"]
-        if not isinstance(request.auth, ApiToken):
-            raise exceptions.NotAuthenticated("Confirm through an API token.")
-        second_factor.second_factor_verify(user=request.user, code=code)
-        second_factor.api_token_mark_verified(request.auth)
-        until = request.auth.second_factor_at + datetime.timedelta(seconds=settings.SECOND_FACTOR_MAX_AGE_SECONDS)
+        device = second_factor.second_factor_verify(user=request.user, code=code)
+        if isinstance(request.auth, ApiToken):
+            second_factor.api_token_mark_verified(request.auth)
+            verified_at = request.auth.second_factor_at
+        else:  # a session (the browsable pages' own calls): the same check as the web pages'
+            second_factor.session_mark_verified(request._request, device)
+            verified_at = timezone.now()
+        until = verified_at + datetime.timedelta(seconds=settings.SECOND_FACTOR_MAX_AGE_SECONDS)
         return Response(SecondFactorResultSerializer({"verified_until": until}).data)
