@@ -105,7 +105,7 @@ def _throttled_message(detail: dict | None) -> str:
     if until is None:
         return "Too many wrong codes: wait a moment, then try again."
     seconds = max(1, int((until - timezone.now()).total_seconds()) + 1)
-    return f"Too many wrong codes: try again in {seconds} seconds."
+    return f"Too many wrong codes: try again in {seconds} second{'' if seconds == 1 else 's'}."
 
 
 def session_mark_verified(request, device: TOTPDevice) -> None:
@@ -113,12 +113,12 @@ def session_mark_verified(request, device: TOTPDevice) -> None:
     request.session[SESSION_KEY] = time.time()
 
 
-def api_token_mark_verified(token: ApiToken) -> None:
+def api_token_mark_verified(*, token: ApiToken) -> None:
     token.second_factor_at = timezone.now()
     token.save(update_fields=["second_factor_at"])
 
 
-def totp_enrolment_device(user) -> TOTPDevice:
+def totp_enrolment_device(*, user) -> TOTPDevice:
     """The person's authenticator being set up (created on first visit; its key stays until confirmed)."""
     device = totp_device(user, confirmed=False)
     if device is None:

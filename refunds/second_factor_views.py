@@ -65,7 +65,7 @@ def second_factor_setup_view(request):
         # Replacing a confirmed authenticator is a superuser's job (delete the device in the admin):
         # a stolen password alone must not be enough to enrol a new one.
         return render(request, "registration/second_factor_setup.html", {"already": True, "next": next_url})
-    device = second_factor.totp_enrolment_device(request.user)
+    device = second_factor.totp_enrolment_device(user=request.user)
     form = CodeForm(request.POST or None)
     if request.method == "POST":
         confirmed = _check(request, form, device=device, confirm=True)

@@ -123,7 +123,7 @@ class SecondFactorConfirm(APIView):
         code = _valid(SecondFactorSerializer, request.data)["code"]
         device = second_factor.second_factor_verify(user=request.user, code=code)
         if isinstance(request.auth, ApiToken):
-            second_factor.api_token_mark_verified(request.auth)
+            second_factor.api_token_mark_verified(token=request.auth)
             verified_at = request.auth.second_factor_at
         else:  # a session (the browsable pages' own calls): the same check as the web pages'
             second_factor.session_mark_verified(request._request, device)
