@@ -207,3 +207,18 @@ def test_autocomplete_of_people_is_for_superusers_only(client, people):
     client.force_login(people["root"])
     found = client.get(url, params).json()
     assert {"ann", "manager"} <= {row["text"] for row in found["results"]}
+
+
+@pytest.mark.parametrize("role", ["ann", "bob", "curious", "manager", "accountant", "root"])
+def test_the_api_the_support_page_and_the_admin_agree(client, api, people, role):
+    person = people[role]
+    client.force_login(person)
+
+    from_api = {row["merchant_refund_id"] for row in api(person).get("/api/refunds/").json()["results"]}
+    admin_page = client.get(_changelist(RefundRequest)).content.decode()
+    from_admin = {ref for ref in RefundRequest.objects.values_list("merchant_refund_id", flat=True) if ref in admin_page}
+    by_id = {ref for ref in RefundRequest.objects.values_list("merchant_refund_id", flat=True)
+             if client.get(reverse("refund-detail", args=[ref])).status_code == 200}
+
+    assert from_api == from_admin == by_id
+    assert {ref.split("-")[1] for ref in from_api} == EXPECTED[RefundRequest][role]
