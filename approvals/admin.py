@@ -7,12 +7,21 @@ from django.utils.timesince import timesince
 from approvals.models import Approval, ApproverLimit, AutoApproveThreshold, PendingRefund
 from approvals.policy import approver_limit
 from approvals.selectors import approval_queue
-from refunds.admin import CURRENCY_FILTER, PROVIDER_FILTER, ReadOnlyMixin, RefundRequestAdmin
+from refunds.admin import (
+    CURRENCY_FILTER,
+    PROVIDER_FILTER,
+    ReadOnlyMixin,
+    RefundRequestAdmin,
+    SecondFactorForWritesMixin,
+    VisibleRowsMixin,
+)
 from refunds.money import format_minor
+from refunds.visibility import approvals_visible_to
 
 
 @admin.register(Approval)
-class ApprovalAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ApprovalAdmin(VisibleRowsMixin, ReadOnlyMixin, admin.ModelAdmin):
+    visible_to = approvals_visible_to
     list_display = ("created_at", "refund", "decision", "approver", "tier", "comment")
     list_filter = ("decision",)
     list_select_related = ("refund", "approver")
@@ -21,8 +30,9 @@ class ApprovalAdmin(ReadOnlyMixin, admin.ModelAdmin):
     show_full_result_count = False
 
 
-class SuperuserOnlyMixin:
-    """The approval policy is edited by superusers only; finance managers may read it."""
+class SuperuserOnlyMixin(SecondFactorForWritesMixin):
+    """The approval policy is edited by superusers only (after a fresh second factor); finance
+    managers may read it."""
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_superuser or request.user.has_perm("refunds.approve_refundrequest")

@@ -54,6 +54,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "refunds.apps.RefundsConfig",
     "approvals.apps.ApprovalsConfig",
 ]
@@ -71,6 +73,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "refunds.timezones.UserTimeZoneMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
@@ -130,6 +133,12 @@ AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
 AXES_RESET_ON_SUCCESS = True
+# Second factor (TOTP, django-otp) for those who move money or change the approval policy: a check
+# older than this asks again before the next decision (web sessions and API tokens alike).
+SECOND_FACTOR_MAX_AGE_SECONDS = int(env.float("SECOND_FACTOR_MAX_AGE_MINUTES", default=15) * 60)
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Refund Office")
+# Wrong codes: each failure doubles the wait before the next try (1 s, 2 s, 4 s, ... up to an hour).
+OTP_TOTP_THROTTLE_FACTOR = env.int("OTP_TOTP_THROTTLE_FACTOR", default=1)
 
 LANGUAGE_CODE = "en-us"
 LANGUAGES = [

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from refunds.navigation import home
+from refunds.second_factor_views import second_factor_setup_view, second_factor_view
 from refunds.views import healthz, provider_webhook, refund_detail, refund_list, refund_new
 
 admin.site.site_header = "Refund Office"
@@ -10,6 +11,8 @@ admin.site.index_title = "Refunds, approvals and reports"
 
 urlpatterns = [
     path("", home, name="home"),  # each role's own page
+    path("accounts/second-factor/", second_factor_view, name="second-factor"),
+    path("accounts/second-factor/setup/", second_factor_setup_view, name="second-factor-setup"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("refunds/", refund_list, name="refund-list"),
     path("refunds/new", refund_new, name="refund-new"),

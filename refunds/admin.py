@@ -1,19 +1,30 @@
 """Admin: presentation and permission gates. Every change goes through a service."""
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 from django.db import transaction
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
+from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from approvals import services as approval_services
 from approvals.models import Approval
-from refunds import errors
+from refunds import errors, second_factor
 from refunds.services import execution
 from refunds.admin_resolve import ResolveByHandMixin
 from refunds.admin_scale import CappedCountPaginator, loose_distinct_filter
 from refunds.models import ApiToken, Payment, ReasonCode, RefundLog, RefundRequest, RefundStatus, WebhookEvent
 from refunds.money import format_minor
-from refunds.selectors import refund_visible_to
+from refunds.visibility import (
+    api_tokens_visible_to,
+    payments_visible_to,
+    refund_logs_visible_to,
+    refund_visible_to,
+    webhook_events_visible_to,
+)
 from refunds.templatetags.refund_labels import status_label
 
 _BADGE_COLOURS = {
@@ -26,6 +37,42 @@ _BADGE_COLOURS = {
     RefundStatus.CANCELED: "#718096",
     RefundStatus.NEEDS_ATTENTION: "#c53030",
 }
+
+
+class VisibleRowsMixin:
+    """Lists, searches, change pages (an id out of scope is "doesn't exist"), history pages and raw-id
+    pickers read `get_queryset`: narrowed here by the one visibility rule (refunds.visibility)."""
+
+    visible_to = None  # (user) -> QuerySet of the rows that user may see
+
+    def get_queryset(self, request):
+        return super().get_queryset(request) & type(self).visible_to(request.user)
+
+
+class SecondFactorForWritesMixin:
+    """Adding, changing or deleting these rows (the approval policy) waits for a fresh second factor:
+    the form is not shown until the person confirmed, then they come back to it."""
+
+    def _may_write(self, request) -> bool:
+        return self.has_add_permission(request) or self.has_change_permission(request) or self.has_delete_permission(
+            request
+        )
+
+    def _ask(self, request):
+        if self._may_write(request) and not second_factor.session_is_fresh(request):
+            return second_factor.ask_for_second_factor(request, request.get_full_path())
+        return None
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        return self._ask(request) or super().changeform_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        return self._ask(request) or super().delete_view(request, object_id, extra_context)
+
+    def changelist_view(self, request, extra_context=None):
+        # Only a POST writes from the list (bulk delete, list_editable); reading it needs no code.
+        asked = self._ask(request) if request.method == "POST" else None
+        return asked or super().changelist_view(request, extra_context)
 
 
 class ReadOnlyMixin:
@@ -99,6 +146,8 @@ def _confirmed_action(*, title: str, verb: str, service, skip_reason, comment_re
     rows it skips and why, and a comment. Confirming acts on those rows only."""
 
     def action(modeladmin, request, queryset):
+        if not second_factor.session_is_fresh(request):
+            return second_factor.ask_for_second_factor(request, request.get_full_path())
         acting, skipped = _split_rows(queryset, request.user, skip_reason)
         if request.POST.get("confirm") == "yes":
             comment = request.POST.get("comment", "").strip()
@@ -277,7 +326,8 @@ class RefundRequestAdmin(ResolveByHandMixin, admin.ModelAdmin):
 
 
 @admin.register(RefundLog)
-class RefundLogAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class RefundLogAdmin(VisibleRowsMixin, ReadOnlyMixin, admin.ModelAdmin):
+    visible_to = refund_logs_visible_to
     list_display = ("created_at", "refund", "event", "from_status", "to_status", "actor", "message")
     list_filter = ("event",)
     paginator = CappedCountPaginator
@@ -288,7 +338,9 @@ class RefundLogAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(Payment)
-class PaymentAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class PaymentAdmin(VisibleRowsMixin, ReadOnlyMixin, admin.ModelAdmin):
+    visible_to = payments_visible_to
+
     class Media:
         css = {"all": ["refunds/admin-money.css"]}  # money columns right-aligned, never wrapped
 
@@ -307,10 +359,12 @@ class PaymentAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(VisibleRowsMixin, admin.ModelAdmin):
+    visible_to = api_tokens_visible_to
     list_display = ("prefix", "user", "created_at", "last_used_at", "revoked")
     fields = ("prefix", "user", "created_at", "last_used_at", "revoked")
     readonly_fields = ("prefix", "user", "created_at", "last_used_at")
+    search_fields = ("=prefix",)
     list_select_related = ("user",)
 
     def has_add_permission(self, request):
@@ -318,7 +372,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class WebhookEventAdmin(VisibleRowsMixin, ReadOnlyMixin, admin.ModelAdmin):
+    visible_to = webhook_events_visible_to
     list_display = ("received_at", "provider", "type", "event_id", "processed_at", "attempts", "last_error")
     list_filter = ("provider", "type")
     search_fields = ("=event_id",)
@@ -341,3 +396,10 @@ class ReasonCodeAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # retire a code by making it inactive; refunds keep theirs
+
+
+# Who is a superuser, who is in which group (who may approve) and whose authenticator is which:
+# changed only after a fresh second factor, like the approval policy.
+for _model, _base in ((get_user_model(), UserAdmin), (Group, GroupAdmin), (TOTPDevice, TOTPDeviceAdmin)):
+    admin.site.unregister(_model)
+    admin.site.register(_model, type(f"Guarded{_base.__name__}", (SecondFactorForWritesMixin, _base), {}))

@@ -9,7 +9,7 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from refunds import errors
+from refunds import errors, second_factor
 from refunds.models import RefundStatus
 from refunds.services import resolution
 
@@ -62,6 +62,8 @@ class ResolveByHandMixin:
     def resolve_view(self, request, object_id):
         if not self.has_retry_permission(request):
             raise DjangoPermissionDenied
+        if not second_factor.session_is_fresh(request):  # money may move from this page
+            return second_factor.ask_for_second_factor(request, request.get_full_path())
         refund = self.get_object(request, object_id)  # the same visibility rule as the changelist
         if refund is None:
             raise Http404("No such refund.")

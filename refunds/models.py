@@ -305,6 +305,8 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked = models.BooleanField(default=False)
+    # When the token's user last confirmed with their authenticator through it (refunds.second_factor).
+    second_factor_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return f"{self.prefix}… ({self.user})"

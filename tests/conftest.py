@@ -3,7 +3,9 @@ from rest_framework.test import APIClient
 
 from refunds import publish
 from refunds.api.authentication import api_token_create
+from refunds.second_factor import totp_device
 from tests import factories
+from tests.second_factor import current_code
 
 pytest_plugins = [
     "tests.fixtures.stripe_sandbox",
@@ -55,12 +57,17 @@ def accountant(db):
 
 @pytest.fixture
 def api():
-    """api(user) -> an API client authenticated with a real token of that user."""
+    """api(user) -> an API client authenticated with a real token of that user. A user with an
+    authenticator confirms it through the token first (POST /api/second-factor/ with the current
+    code), as a tool of theirs would before decisions; second_factor=False leaves the token unconfirmed."""
 
-    def make(user=None):
+    def make(user=None, *, second_factor=True):
         client = APIClient()
         if user is not None:
             client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user)}")
+            if second_factor and totp_device(user) is not None:
+                confirmed = client.post("/api/second-factor/", {"code": current_code(user)}, format="json")
+                assert confirmed.status_code == 200, confirmed.content
         return client
 
     return make

@@ -2,7 +2,10 @@ import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
 from refunds.models import Payment, RefundRequest, RefundStatus
+from refunds.second_factor import second_factor_needed, totp_device
 from refunds.roles import ACCOUNTANTS, FINANCE_MANAGERS, SUPPORT_AGENTS
 
 
@@ -21,6 +24,13 @@ class UserFactory(factory.django.DjangoModelFactory):
     def role(self, create, extracted, **kwargs):
         if create and extracted:
             self.groups.add(Group.objects.get(name=extracted))
+
+    @factory.post_generation
+    def authenticator(self, create, extracted, **kwargs):
+        """People who move money have a confirmed TOTP device, as after enrolment (pass
+        authenticator=False for one who has not set it up yet)."""
+        if create and extracted is not False and second_factor_needed(self) and totp_device(self) is None:
+            TOTPDevice.objects.create(user=self, name="test authenticator", confirmed=True)
 
 
 def agent(**kw):

@@ -21,6 +21,8 @@ from refunds.api.serializers import (
     RefundItemListSerializer,
     RefundListParamsSerializer,
     RefundSerializer,
+    SecondFactorResultSerializer,
+    SecondFactorSerializer,
     StrictSerializer,
 )
 from refunds.providers import default_provider_name, provider_class, provider_names
@@ -158,8 +160,24 @@ def decision(verb: str) -> dict:
         "responses": {
             200: _refund(f"{verb.capitalize()}d."),
             **_COMMON_ERRORS,
+            403: _error("`permission_denied`, or `second_factor_required`: POST /api/second-factor/ first."),
             409: _error("`not_awaiting_approval`."),
             415: _error("`unsupported_media_type`: send JSON."),
         },
     }
+
+
+SECOND_FACTOR = {
+    "operation_id": "confirmSecondFactor",
+    "request": SecondFactorSerializer,
+    "responses": {
+        200: OpenApiResponse(SecondFactorResultSerializer, description="Confirmed, for this token, until then."),
+        400: _error("Bad input: not a 6-digit code."),
+        401: _error("No or an invalid token."),
+        403: _error("`second_factor_invalid`: a wrong (or already used) code; `second_factor_not_set_up`: set up"
+                    " an authenticator at /accounts/second-factor/setup/."),
+        415: _error("`unsupported_media_type`: send JSON."),
+        429: _error("`second_factor_throttled`: too many wrong codes; wait, then try again."),
+    },
+}
 

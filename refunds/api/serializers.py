@@ -226,6 +226,17 @@ class DecisionSerializer(StrictSerializer):
     )
 
 
+class SecondFactorSerializer(StrictSerializer):
+    """POST /api/second-factor/: the code the token's user's authenticator shows now."""
+
+    code = TextField(max_length=10, pattern=re.compile(r"^[0-9]{6,8}$"), codes={"invalid_format": "invalid"},
+                     messages={"invalid_format": "{field} is the 6-digit code your authenticator shows."})
+
+
+class SecondFactorResultSerializer(serializers.Serializer):
+    verified_until = serializers.DateTimeField(help_text="Decisions through this token need no new code until then.")
+
+
 class RefundListParamsSerializer(StrictSerializer):
     """GET /api/refunds/: the query parameters. An unknown one is an error: a typo such as ?stauts=
     would otherwise silently return everything."""

@@ -5,6 +5,7 @@ from refunds.api.schema import SchemaView
 
 urlpatterns = [
     path("schema/", SchemaView.as_view(), name="api-schema"),
+    path("second-factor/", views.SecondFactorConfirm.as_view(), name="api-second-factor"),
     path("refunds/", views.RefundListCreate.as_view(), name="api-refunds"),
     path("refunds/<str:merchant_refund_id>/", views.RefundDetail.as_view(), name="api-refund-detail"),
     path("refunds/<str:merchant_refund_id>/approve/", views.RefundApprove.as_view(), name="api-refund-approve"),

@@ -1,6 +1,9 @@
 """JSON API for support tools. Views parse (with the serializers), check, call one service, render."""
 
+import datetime
+
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import exceptions, status
 from rest_framework.generics import ListAPIView
@@ -9,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from approvals import services as approval_services
+from refunds import second_factor
 from refunds.services import intake
 from refunds.api import schema
 from refunds.api.errors import error_body
@@ -17,8 +21,10 @@ from refunds.api.serializers import (
     RefundCreateSerializer,
     RefundListParamsSerializer,
     RefundSerializer,
+    SecondFactorResultSerializer,
+    SecondFactorSerializer,
 )
-from refunds.models import RefundRequest
+from refunds.models import ApiToken, RefundRequest
 from refunds.selectors import refund_list_filtered, refund_visible_to, refund_with_approvals
 
 
@@ -89,6 +95,10 @@ class _Decision(APIView):
 
     def post(self, request, merchant_refund_id):
         refund = _visible(refund_visible_to(request.user), merchant_refund_id)
+        if not second_factor.api_request_is_fresh(request):
+            raise second_factor.SecondFactorRequired(
+                "Confirm with your authenticator first: POST /api/second-factor/ with the code it shows now."
+            )
         comment = _valid(DecisionSerializer, request.data)["comment"]
         self.decide(refund_id=refund.pk, approver=request.user, comment=comment)
         return Response(RefundSerializer(_reload(refund.pk)).data, status=status.HTTP_200_OK)
@@ -102,3 +112,21 @@ class RefundApprove(_Decision):
 @extend_schema_view(post=extend_schema(**schema.decision("reject")))
 class RefundReject(_Decision):
     decide = staticmethod(approval_services.refund_reject)
+
+
+class SecondFactorConfirm(APIView):
+    """The caller confirms with their authenticator; decisions through this token (or session) need
+    no new code for SECOND_FACTOR_MAX_AGE_SECONDS."""
+
+    @extend_schema(**schema.SECOND_FACTOR)
+    def post(self, request):
+        code = _valid(SecondFactorSerializer, request.data)["code"]
+        device = second_factor.second_factor_verify(user=request.user, code=code)
+        if isinstance(request.auth, ApiToken):
+            second_factor.api_token_mark_verified(token=request.auth)
+            verified_at = request.auth.second_factor_at
+        else:  # a session (the browsable pages' own calls): the same check as the web pages'
+            second_factor.session_mark_verified(request._request, device)
+            verified_at = timezone.now()
+        until = verified_at + datetime.timedelta(seconds=settings.SECOND_FACTOR_MAX_AGE_SECONDS)
+        return Response(SecondFactorResultSerializer({"verified_until": until}).data)

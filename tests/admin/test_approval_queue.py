@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from refunds.models import RefundStatus
 from tests.factories import PaymentFactory, RefundFactory
+from tests.second_factor import force_login_confirmed
 
 pytestmark = pytest.mark.django_db
 QUEUE = reverse("admin:approvals_pendingrefund_changelist")
@@ -48,7 +49,7 @@ def test_agents_do_not_see_the_queue(client, agent):
 
 def test_approving_above_ones_limit_says_another_tier_is_needed(client, manager, agent):
     big = RefundFactory(requested_by=agent, amount_minor=250_000)
-    client.force_login(manager)
+    force_login_confirmed(client, manager)
 
     done = client.post(
         QUEUE, {"action": "approve_selected", "_selected_action": [big.pk], "confirm": "yes", "comment": "ok"}, follow=True

@@ -6,6 +6,7 @@ from django.urls import reverse
 from refunds.models import RefundStatus
 from tests import factories
 from tests.factories import RefundFactory
+from tests.second_factor import force_login_confirmed
 
 pytestmark = pytest.mark.django_db
 CHANGELIST = reverse("admin:refunds_refundrequest_changelist")
@@ -40,7 +41,7 @@ def test_agent_sees_only_own_refunds_and_no_approve_action(client, agent):
 def test_approve_action_confirms_then_approves(client, manager, agent):
     a = RefundFactory(requested_by=agent, amount_minor=6000)
     b = RefundFactory(requested_by=agent, amount_minor=7000)
-    client.force_login(manager)
+    force_login_confirmed(client, manager)
     selection = {"action": "approve_selected", "_selected_action": [a.pk, b.pk]}
 
     confirm = client.post(CHANGELIST, selection)
@@ -60,7 +61,7 @@ def test_approve_action_confirms_then_approves(client, manager, agent):
 def test_reject_action_needs_a_reason_and_reports_per_row(client, manager):
     own = RefundFactory(requested_by=manager)
     other = RefundFactory()
-    client.force_login(manager)
+    force_login_confirmed(client, manager)
     selection = {"action": "reject_selected", "_selected_action": [own.pk, other.pk], "confirm": "yes"}
 
     no_reason = client.post(CHANGELIST, {**selection, "comment": ""}, follow=True)
@@ -96,7 +97,7 @@ def test_retry_and_cancel_actions(client, manager, django_capture_on_commit_call
     stuck = RefundFactory(status=RefundStatus.NEEDS_ATTENTION, submit_attempts=7, error_code="api_error")
     waiting = RefundFactory()
     sent = RefundFactory(status=RefundStatus.PROCESSING)
-    client.force_login(manager)
+    force_login_confirmed(client, manager)
 
     with django_capture_on_commit_callbacks(execute=True):
         client.post(CHANGELIST, {"action": "retry_selected", "_selected_action": [stuck.pk], "confirm": "yes"})
@@ -122,7 +123,7 @@ def test_retry_confirmation_warns_when_an_earlier_calls_outcome_is_unknown(clien
     unknown = RefundFactory(provider="robokassa", connector_transaction_id="1001",
                             status=RefundStatus.NEEDS_ATTENTION, error_code="unknown_outcome")
     plain = RefundFactory(status=RefundStatus.NEEDS_ATTENTION, error_code="api_error")
-    client.force_login(manager)
+    force_login_confirmed(client, manager)
 
     page = client.post(CHANGELIST, {"action": "retry_selected", "_selected_action": [unknown.pk, plain.pk]})
 
@@ -137,7 +138,7 @@ def test_the_confirmation_counts_and_totals_only_what_the_action_acts_on(client,
     waiting = RefundFactory(requested_by=agent, amount_minor=6000)
     own = RefundFactory(requested_by=manager, amount_minor=7000)
     done = RefundFactory(requested_by=agent, amount_minor=8000, status=RefundStatus.SUCCEEDED)
-    client.force_login(manager)
+    force_login_confirmed(client, manager)
 
     page = client.post(CHANGELIST, {"action": "approve_selected", "_selected_action": [waiting.pk, own.pk, done.pk]})
 
@@ -151,7 +152,7 @@ def test_the_confirmation_counts_and_totals_only_what_the_action_acts_on(client,
 
 def test_a_confirmation_with_nothing_to_act_on_offers_no_button(client, manager):
     finished = RefundFactory(status=RefundStatus.SUCCEEDED)
-    client.force_login(manager)
+    force_login_confirmed(client, manager)
 
     page = client.post(CHANGELIST, {"action": "retry_selected", "_selected_action": [finished.pk]})
 

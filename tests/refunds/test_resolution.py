@@ -10,6 +10,7 @@ from refunds.money import Money
 from refunds.services import intake, resolution
 from refunds.services.transitions import refund_flag_for_attention
 from tests import factories
+from tests.second_factor import force_login_confirmed
 
 pytestmark = pytest.mark.django_db
 
@@ -142,7 +143,7 @@ def test_resolving_needs_the_permission_a_comment_and_a_refund_that_needs_attent
 
 def test_retry_keeps_the_persons_comment_in_the_log(stuck_refund, manager, client):
     refund = stuck_refund()
-    client.force_login(manager)
+    force_login_confirmed(client, manager)
 
     client.post(
         reverse("admin:refunds_refundrequest_changelist"),
@@ -164,7 +165,7 @@ class TestResolvePage:
     ):
         refund = stuck_refund()
         made = refund_at_stripe(stripe_sandbox, refund)
-        client.force_login(manager)
+        force_login_confirmed(client, manager)
 
         change = client.get(reverse("admin:refunds_refundrequest_change", args=[refund.pk]))
         assert self.url(refund).encode() in change.content and b"Resolve by hand" in change.content
@@ -192,7 +193,7 @@ class TestResolvePage:
         self, post, field, text, stuck_refund, manager, client
     ):
         refund = stuck_refund()
-        client.force_login(manager)
+        force_login_confirmed(client, manager)
 
         page = client.post(self.url(refund), post)
 
@@ -203,7 +204,7 @@ class TestResolvePage:
 
     def test_the_providers_refusal_is_shown_on_the_form(self, stuck_refund, manager, client):
         refund = stuck_refund()
-        client.force_login(manager)
+        force_login_confirmed(client, manager)
 
         page = client.post(self.url(refund), {"outcome": "found", "connector_refund_id": "re_nope", "comment": "x"})
 
@@ -216,7 +217,7 @@ class TestResolvePage:
         assert client.get(self.url(refund)).status_code == 403
 
         resolution.refund_resolve_not_refunded(refund_id=refund.pk, actor=manager, comment="nothing there")
-        client.force_login(manager)
+        force_login_confirmed(client, manager)
         page = client.get(self.url(refund))
         assert b'data-testid="not-resolvable"' in page.content
         assert client.post(self.url(refund), {"outcome": "found", "connector_refund_id": "re_1", "comment": "x"}).status_code == 200

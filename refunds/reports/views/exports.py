@@ -16,6 +16,7 @@ from refunds.models import ExportJob, RefundStatus
 from refunds.reports.exports import jobs as export_jobs
 from refunds.reports.exports.query import FILTER_KEYS
 from refunds.reports.forms import ExportForm
+from refunds.visibility import export_jobs_visible_to
 
 EXPORTS_PAGE_SIZE = 10
 REFRESH_SECONDS = 2
@@ -70,8 +71,7 @@ def _require_export_permission(user) -> None:
 
 
 def _job_for(request, job_id: int) -> ExportJob:
-    jobs = ExportJob.objects.all() if request.user.is_superuser else ExportJob.objects.filter(requested_by=request.user)
-    job = jobs.filter(pk=job_id).first()
+    job = export_jobs_visible_to(request.user).filter(pk=job_id).first()
     if job is None:
         raise Http404("No such export.")
     return job

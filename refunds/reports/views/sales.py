@@ -11,13 +11,13 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from refunds.models import Sale
 from refunds.providers import UnknownProvider, provider_names
 from refunds.providers.base import ProviderError
 from refunds.reports import sales
 from refunds.reports.calendar import business_yesterday, business_zone
 from refunds.reports.formatting import money_display
 from refunds.reports.forms import SalesFilterForm, SalesImportForm, SalesSyncForm
+from refunds.visibility import sales_visible_to
 
 SALES_PAGE_SIZE = 50
 
@@ -26,7 +26,7 @@ SALES_PAGE_SIZE = 50
 @permission_required("refunds.view_sale", raise_exception=True)
 def sales_list_view(request):
     filters = SalesFilterForm(request.GET or None)
-    qs = Sale.objects.select_related("imported_by").order_by("-sold_at", "-id")
+    qs = sales_visible_to(request.user).select_related("imported_by").order_by("-sold_at", "-id")
     query = {}
     if filters.is_bound and filters.is_valid():
         if filters.cleaned_data["source"]:

@@ -2,6 +2,7 @@
 different states. Safe to run on every start: what exists is kept."""
 
 import time
+from base64 import b32decode
 
 import requests
 import stripe
@@ -10,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from devtools.demo.history import demo_history_create
 from devtools.robokassa_sandbox.control import Sandbox, SandboxError
@@ -19,9 +21,18 @@ from refunds.money import Money, format_minor
 from refunds.providers import provider_names
 from refunds.providers.base import LineItem
 from refunds.roles import ACCOUNTANTS, FINANCE_MANAGERS, SUPPORT_AGENTS
+from refunds.second_factor import second_factor_needed
 from refunds.services.intake import refund_request_create
 
 DEMO_PASSWORD = "refundoffice-demo"
+# The demo's authenticator key (base32), the same for every demo user who moves money: add it to an
+# authenticator app, or read the current code with `oathtool --totp -b KEY`. Demo only: a real
+# person sets their own up at /accounts/second-factor/setup/.
+DEMO_TOTP_SECRET = "REFUNDOFFICEDEMOREFUNDOFFICEDEMO"
+DEMO_CODE_COMMAND = (
+    ".venv/bin/python -c \"from base64 import b32decode; from django_otp.oath import totp; "
+    f"print(f'{{totp(b32decode(\\\"{DEMO_TOTP_SECRET}\\\")):06d}}')\""
+)
 DEMO_USERS = [
     ("admin", None, "Ada", "Admin"),
     ("agent", SUPPORT_AGENTS, "Sam", "Support"),
@@ -71,6 +82,7 @@ class Command(BaseCommand):
         made = demo_history_create(users=users)
         if made:
             self.stdout.write(f"  demo history: {made} finished refunds and their sales over the last 60 days")
+        with_authenticator = [name for name, user in users.items() if self._demo_authenticator(user)]
         key = api_token_create(user=users["agent"])
         self.stdout.write(
             self.style.SUCCESS(
@@ -80,6 +92,10 @@ class Command(BaseCommand):
                 "  'Annual licence' refund needs admin (no limit), after which it is executed at once\n"
                 f"  API token for 'agent': {key}\n"
                 f"  try: curl -H 'Authorization: Token {key}' http://127.0.0.1:8000/api/refunds/\n"
+                f"  second factor for {', '.join(with_authenticator)} (before approving, rejecting, retrying,\n"
+                f"    cancelling or changing the policy): authenticator key {DEMO_TOTP_SECRET}\n"
+                f"    current code: oathtool --totp -b {DEMO_TOTP_SECRET}\n"
+                f"    or: {DEMO_CODE_COMMAND}\n"
             )
         )
 
@@ -98,6 +114,16 @@ class Command(BaseCommand):
                 user.groups.add(Group.objects.get(name=group))
             users[username] = user
         return users
+
+    def _demo_authenticator(self, user) -> bool:
+        """Give a demo user who moves money a confirmed TOTP device with the demo key."""
+        if not second_factor_needed(user):
+            return False
+        key = b32decode(DEMO_TOTP_SECRET).hex()
+        TOTPDevice.objects.update_or_create(
+            user=user, name="Demo authenticator", defaults={"key": key, "confirmed": True}
+        )
+        return True
 
     def _wait_for_stripe(self) -> None:
         deadline = time.monotonic() + 60
