@@ -8,6 +8,8 @@ from django.urls import reverse
 from refunds import errors
 from refunds.models import Payment, RefundLog, RefundRequest, RefundStatus
 from refunds.money import Money
+from refunds.providers.base import PermanentProviderError
+from refunds.providers.robokassa import RobokassaProvider
 from refunds.services import execution, intake, payments
 
 pytestmark = pytest.mark.django_db
@@ -32,6 +34,36 @@ def test_the_payment_row_is_the_providers_description(agent, stripe_sandbox):
     )
     assert (payment.status, payment.product) == ("succeeded", "Desk lamp")
     assert payment.synced_at is not None
+
+
+def test_a_long_product_name_is_cut_to_its_column(agent, stripe_sandbox):
+    name = "Lamp " + "x" * 295
+    pi = stripe_sandbox.create_payment(10_000, metadata={"product": name})
+
+    refund = file(agent, pi, 2000, "long-name")
+
+    assert Payment.objects.get(connector_transaction_id=pi).product == name[:200]
+    refund.refresh_from_db()
+    assert refund.product == name[:200]
+
+
+def test_a_payment_the_provider_will_not_describe_is_refused_with_its_code(api, agent, robokassa_sandbox, monkeypatch):
+    """Robokassa's OpStateExt code 4 (two operations with one InvoiceID); its sandbox cannot make one."""
+    message = "Robokassa has two operations with InvoiceID 5; refund it in the cabinet."
+
+    def ambiguous(self, *, connector_transaction_id):
+        raise PermanentProviderError(message, code="ambiguous_invoice")
+
+    monkeypatch.setattr(RobokassaProvider, "get_payment", ambiguous)
+    response = api(agent).post("/api/refunds/", {
+        "merchant_refund_id": "rk-ambiguous", "provider": "robokassa", "connector_transaction_id": "5",
+        "amount": {"minor_amount": 1_000, "currency": "RUB"},
+    }, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["error"] == {"code": "ambiguous_invoice", "message": message,
+                                        "field": "connector_transaction_id"}
+    assert not RefundRequest.objects.exists()
 
 
 def test_exactly_what_remains_may_be_refunded(agent, stripe_sandbox):
