@@ -180,3 +180,52 @@ def test_a_request_that_loses_the_race_for_its_id_replays_or_conflicts(agent, st
         with pytest.raises(intake.errors.IdempotencyConflict):
             file(agent, pi)
     assert RefundRequest.objects.get().status == RefundStatus.APPROVED
+
+
+def test_a_payment_accepted_unverified_is_logged_for_the_operator(api, agent, stripe_sandbox, stripe_sandbox_clean,
+                                                                   caplog):
+    pi = stripe_sandbox.create_payment(10_000)
+    stripe_sandbox.set_faults(status=503, count=5, path_prefix="/v1/payment_intents", methods=["GET"])
+
+    with caplog.at_level("WARNING", logger="refunds.services.intake"):
+        api(agent).post("/api/refunds/", body(pi), format="json")
+
+    assert f"payment lookup failed for stripe {pi}; accepting unverified" in caplog.messages
+
+
+ITEM = {"name": "Teapot", "quantity": 1, "cost": {"minor_amount": 1_500, "currency": "RUB"}}
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"provider": "stripe", "connector_transaction_id": "pi_123456789"}, "stripe refunds have no invoice items."),
+        ({"items": [{**ITEM, "tax": "vat10"}, {**ITEM, "tax": "vat99"}]}, "robokassa knows no tax rate 'vat99' ("),
+        ({"items": [ITEM], "amount": {"minor_amount": 1_400, "currency": "RUB"}},
+         "The items add up to 1500, not the amount 1400."),
+        ({"items": [{**ITEM, "cost": {"minor_amount": 1_500, "currency": "USD"}}, ITEM]},
+         "Every item's cost must be in USD."),
+    ],
+)
+def test_items_that_cannot_be_refunded_say_why(api, agent, robokassa_sandbox, fields, message):
+    invoice_id = robokassa_sandbox.create_payment(10_000)
+    data = {"merchant_refund_id": f"items-{invoice_id}", "provider": "robokassa", "connector_transaction_id": invoice_id,
+            "items": [ITEM], **fields}
+
+    response = api(agent).post("/api/refunds/", data, format="json")
+
+    assert response.status_code == 400, response.json()
+    assert response.json()["error"]["field"] == "items" and response.json()["error"]["message"].startswith(message)
+    assert not RefundRequest.objects.exists()
+
+
+def test_items_without_an_amount_are_the_amount(api, agent, robokassa_sandbox):
+    invoice_id = robokassa_sandbox.create_payment(10_000)
+
+    response = api(agent).post("/api/refunds/", {
+        "merchant_refund_id": "one-item", "provider": "robokassa", "connector_transaction_id": invoice_id,
+        "items": [{**ITEM, "quantity": 2}],
+    }, format="json")
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["amount"] == {"minor_amount": 3_000, "currency": "RUB"}

@@ -11,6 +11,7 @@ from refunds import errors
 from refunds.models import RefundLog, RefundRequest, RefundStatus
 from refunds.money import Money
 from refunds.providers.base import ProviderRefundStatus, RefundResult, TransientProviderError
+from refunds.providers.stripe import StripeProvider
 from refunds.services import execution, intake
 from tests import factories
 
@@ -244,3 +245,126 @@ def test_who_may_cancel_and_what_the_log_says(approved, agent, manager):
     assert theirs.logs.get(to_status=RefundStatus.CANCELED, actor=manager).message == "Canceled"
     with pytest.raises(errors.InvalidTransition):
         execution.refund_cancel(refund_id=quiet.pk, actor=agent, comment="")  # sent already
+
+
+def test_an_approval_hands_the_refund_to_the_worker(agent, manager, stripe_sandbox, settings, published_tasks,
+                                                     django_capture_on_commit_callbacks):
+    pi = stripe_sandbox.create_payment(10_000)
+    refund, _ = intake.refund_request_create(
+        merchant_refund_id="big", provider="stripe", connector_transaction_id=pi, amount=Money(9000, "USD"),
+        reason="", metadata={}, product="", requested_by=agent,
+    )
+    assert refund.status == RefundStatus.PENDING_APPROVAL
+
+    with django_capture_on_commit_callbacks(execute=True):
+        execution.refund_mark_approved(refund_id=refund.pk, actor=manager, message="Checked the order")
+
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.APPROVED and refund.approved_at is not None
+    assert settings.REFUND_SUBMIT_LEASE_SECONDS - 5 < due_in(refund) <= settings.REFUND_SUBMIT_LEASE_SECONDS
+    assert refund.logs.get(to_status=RefundStatus.APPROVED).message == "Checked the order"
+    assert published_tasks == [("refund_submit_task", (refund.pk,))]
+
+
+@pytest.mark.parametrize(
+    ("pi", "currency", "code"),
+    [(None, "EUR", "currency_mismatch"), ("pi_vanished000", "USD", "transaction_not_found")],
+)
+def test_a_refund_accepted_unverified_fails_when_the_payment_does_not_match(
+    agent, stripe_sandbox, stripe_sandbox_clean, pi, currency, code
+):
+    pi = pi or stripe_sandbox.create_payment(10_000)
+    stripe_sandbox.set_faults(status=503, count=3, path_prefix="/v1/payment_intents", methods=["GET"])
+    refund, _ = intake.refund_request_create(
+        merchant_refund_id="unverified", provider="stripe", connector_transaction_id=pi, amount=Money(1000, currency),
+        reason="", metadata={}, product="", requested_by=agent,
+    )
+    stripe_sandbox.clear_faults()
+
+    execution.refund_submit(refund_id=refund.pk)
+
+    refund.refresh_from_db()
+    assert (refund.status, refund.error_code, refund.payment_verified) == (RefundStatus.FAILED, code, False)
+    assert refund.logs.get(to_status=RefundStatus.FAILED).data == {"code": code}
+    assert logs(refund, RefundLog.Event.PROVIDER_CALL) == []  # never sent
+
+
+def test_without_idempotent_creates_a_lost_answer_is_found_in_the_providers_list(
+    approved, stripe_sandbox, stripe_sandbox_clean, monkeypatch
+):
+    """A provider that lists refunds but takes no idempotency key (Stripe, told to be one): the
+    refund an unanswered call made is recorded, not made again. Refunds of another amount, one
+    canceled, and one already ours are not it."""
+    monkeypatch.setattr(StripeProvider, "idempotent_create", False)
+    refund = approved(2000, behavior="stay_pending")
+    pi = refund.connector_transaction_id
+    client = stripe_sandbox.client()
+    stripe_sandbox.set_faults(status=500, count=1, path_prefix="/v1/refunds", methods=["POST"], after=True)
+    with pytest.raises(TransientProviderError):
+        execution.refund_submit(refund_id=refund.pk)
+    [lost] = client.v1.refunds.list(params={"payment_intent": pi}).data
+    # Made since, so listed before it (newest first): none of them is the lost one.
+    client.v1.refunds.create(params={"payment_intent": pi, "amount": 3000})
+    stripe_sandbox.settle(client.v1.refunds.create(params={"payment_intent": pi, "amount": 2000}).id, "canceled")
+    ours, _ = intake.refund_request_create(
+        merchant_refund_id="ours-recorded", provider="stripe", connector_transaction_id=pi, amount=Money(2000, "USD"),
+        reason="", metadata={}, product="", requested_by=refund.requested_by,
+    )
+    execution.refund_submit(refund_id=ours.pk)
+    assert client.v1.refunds.list(params={"payment_intent": pi}).data[-1].id == lost.id
+    RefundRequest.objects.filter(pk=refund.pk).update(next_action_at=None)
+
+    execution.refund_submit(refund_id=refund.pk)
+
+    refund.refresh_from_db()
+    assert (refund.connector_refund_id, refund.status, refund.unconfirmed_calls) == (lost.id, RefundStatus.PROCESSING, 0)
+    assert len(client.v1.refunds.list(params={"payment_intent": pi}).data) == 4  # none made again
+    assert refund.logs.filter(
+        event=RefundLog.Event.NOTE, message=f"An earlier attempt made {lost.id}; recording it, not refunding again"
+    ).exists()
+
+
+def test_without_idempotent_creates_a_failed_lookup_is_retried_and_nothing_is_sent(
+    approved, stripe_sandbox, stripe_sandbox_clean, monkeypatch
+):
+    monkeypatch.setattr(StripeProvider, "idempotent_create", False)
+    refund = approved(2000)
+    stripe_sandbox.set_faults(status=500, count=1, path_prefix="/v1/refunds", methods=["POST"])  # before any work
+    with pytest.raises(TransientProviderError):
+        execution.refund_submit(refund_id=refund.pk)
+    RefundRequest.objects.filter(pk=refund.pk).update(next_action_at=None)
+    stripe_sandbox.set_faults(status=503, count=1, path_prefix="/v1/refunds", methods=["GET"])
+
+    with pytest.raises(TransientProviderError) as raised:
+        execution.refund_submit(refund_id=refund.pk)
+
+    assert raised.value.retry_in > 0
+    assert stripe_sandbox.client().v1.refunds.list(params={"payment_intent": refund.connector_transaction_id}).data == []
+    assert logs(refund, RefundLog.Event.PROVIDER_ERROR)[-1].message.startswith("Attempt 2 failed, retrying in ")
+    RefundRequest.objects.filter(pk=refund.pk).update(next_action_at=None)
+    execution.refund_submit(refund_id=refund.pk)  # nothing was made: now it is created, once
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.SUCCEEDED
+    assert len(stripe_sandbox.client().v1.refunds.list(params={"payment_intent": refund.connector_transaction_id}).data) == 1
+
+
+def test_a_provider_that_cannot_list_leaves_the_decision_to_a_person(api, agent, robokassa_sandbox,
+                                                                      robokassa_sandbox_clean):
+    invoice_id = robokassa_sandbox.create_payment(10_000, behavior="stay")
+    refund, _ = intake.refund_request_create(
+        merchant_refund_id=f"rk-{invoice_id}", provider="robokassa", connector_transaction_id=invoice_id,
+        amount=Money(1000, "RUB"), reason="", metadata={}, product="", requested_by=agent,
+    )
+    robokassa_sandbox.set_faults(500, path_prefix="/RefundService/Refund/Create", after=True)
+    with pytest.raises(TransientProviderError):
+        execution.refund_submit(refund_id=refund.pk)
+    RefundRequest.objects.filter(pk=refund.pk).update(next_action_at=None)
+
+    execution.refund_submit(refund_id=refund.pk)
+
+    refund.refresh_from_db()
+    assert (refund.status, refund.error_code) == (RefundStatus.NEEDS_ATTENTION, "unknown_outcome")
+    assert refund.error_message.startswith(
+        "Cannot tell whether an earlier attempt refunded at robokassa, so not asking again; check there ("
+    )
+    assert refund.error_message.endswith("). If it made no refund, Retry sends it")
