@@ -368,3 +368,23 @@ def test_a_provider_that_cannot_list_leaves_the_decision_to_a_person(api, agent,
         "Cannot tell whether an earlier attempt refunded at robokassa, so not asking again; check there ("
     )
     assert refund.error_message.endswith("). If it made no refund, Retry sends it")
+
+
+def test_with_idempotent_creates_a_retry_asks_again_with_the_key_without_listing(
+    approved, stripe_sandbox, stripe_sandbox_clean
+):
+    refund = approved(2000)
+    stripe_sandbox.set_faults(status=500, count=1, path_prefix="/v1/refunds", methods=["POST"], after=True)
+    with pytest.raises(TransientProviderError):
+        execution.refund_submit(refund_id=refund.pk)
+    RefundRequest.objects.filter(pk=refund.pk).update(next_action_at=None)
+
+    def listed():
+        return sum(stripe_sandbox.stats()["requests"].get("GET /v1/refunds", {}).values())
+
+    before = listed()
+    execution.refund_submit(refund_id=refund.pk)
+
+    refund.refresh_from_db()
+    assert (refund.status, listed()) == (RefundStatus.SUCCEEDED, before)
+    assert len(stripe_sandbox.client().v1.refunds.list(params={"payment_intent": refund.connector_transaction_id}).data) == 1
