@@ -124,12 +124,58 @@ def test_events_about_other_things_are_kept_as_processed_and_queue_nothing(
 ):
     event = {"id": "evt_" + "x" * 300, "type": "customer." + "y" * 120, "data": {"object": {"id": "cus_1"}}}
 
+    other = {"id": "evt_other", "type": "customer.created", "data": {"object": {"id": "cus_2"}}}
     with django_capture_on_commit_callbacks(execute=True):
         first = deliver(client, event)
+        deliver(client, other)
         again = deliver(client, event)
 
     assert (first.status_code, first.json()["duplicate"], again.json()["duplicate"]) == (200, False, True)
-    stored = WebhookEvent.objects.get()
+    stored = WebhookEvent.objects.get(event_id=event["id"][:255])
     assert (stored.provider, stored.event_id, stored.type) == ("stripe", event["id"][:255], event["type"][:100])
     assert stored.processed_at is not None
     assert published_tasks == []
+
+
+def test_a_refund_made_elsewhere_follows_its_later_events(client, agent, stripe_sandbox):
+    pi = ours_on(agent, stripe_sandbox)
+    outside_id, created = made_in_the_dashboard(stripe_sandbox, pi, 3000)
+    deliver(client, created)
+    webhook_event_process(event_pk=WebhookEvent.objects.get(event_id=created["id"]).pk)
+
+    stripe_sandbox.settle(outside_id, "succeeded")
+    updated = next(e for e in sandbox_events(stripe_sandbox, outside_id) if e["type"] == "refund.updated")
+    deliver(client, updated)
+    webhook_event_process(event_pk=WebhookEvent.objects.get(event_id=updated["id"]).pk)
+
+    external = RefundRequest.objects.get(connector_refund_id=outside_id)
+    assert (external.status, external.provider_status) == (RefundStatus.SUCCEEDED, "succeeded")
+    assert RefundRequest.objects.filter(origin=RefundOrigin.EXTERNAL).count() == 1
+
+
+def test_a_lost_answer_is_matched_to_its_own_refund_and_the_others_are_left_alone(
+    client, agent, stripe_sandbox, stripe_sandbox_clean
+):
+    pi = ours_on(agent, stripe_sandbox)  # the first refund of the payment, answered
+    first = RefundRequest.objects.get(connector_transaction_id=pi)
+    second, _ = intake.refund_request_create(
+        merchant_refund_id=f"second-{pi}", provider="stripe", connector_transaction_id=pi,
+        amount=Money(1500, "USD"), reason="", metadata={}, product="", requested_by=agent,
+    )
+    stripe_sandbox.set_faults(status=500, count=1, path_prefix="/v1/refunds", methods=["POST"], after=True)
+    with pytest.raises(execution.TransientProviderError):
+        execution.refund_submit(refund_id=second.pk)
+    lost = next(r for r in stripe_sandbox.client().v1.refunds.list(params={"payment_intent": pi}).data
+                if r.amount == 1500)
+    created = next(e for e in sandbox_events(stripe_sandbox, lost.id) if e["type"] == "refund.created")
+    logged_before = first.logs.count()
+
+    deliver(client, created)
+    webhook_event_process(event_pk=WebhookEvent.objects.get(event_id=created["id"]).pk)
+
+    second.refresh_from_db()
+    assert (second.connector_refund_id, second.status) == (lost.id, RefundStatus.PROCESSING)
+    first.refresh_from_db()
+    assert first.connector_refund_id != lost.id
+    assert first.logs.count() == logged_before  # unchanged at Stripe: nothing recorded again
+    assert not RefundRequest.objects.filter(origin=RefundOrigin.EXTERNAL).exists()
