@@ -58,6 +58,9 @@ def test_a_pending_refund_made_elsewhere_is_recorded_and_polled(client, agent, s
     )
     assert (external.merchant_refund_id, external.idempotency_key) == (f"ext-{outside_id}", f"external-{outside_id}")
     assert (external.amount_minor, external.currency, external.product) == (3000, "USD", "Tea pot")
+    assert (external.provider, external.connector_transaction_id, external.payment.connector_transaction_id) == (
+        "stripe", pi, pi,
+    )
     assert (external.reason, external.payment_verified, external.resolved_at) == (
         "Refunded outside Refund Office", True, None,
     )
@@ -156,26 +159,31 @@ def test_a_refund_made_elsewhere_follows_its_later_events(client, agent, stripe_
 def test_a_lost_answer_is_matched_to_its_own_refund_and_the_others_are_left_alone(
     client, agent, stripe_sandbox, stripe_sandbox_clean
 ):
-    pi = ours_on(agent, stripe_sandbox)  # the first refund of the payment, answered
-    first = RefundRequest.objects.get(connector_transaction_id=pi)
-    second, _ = intake.refund_request_create(
-        merchant_refund_id=f"second-{pi}", provider="stripe", connector_transaction_id=pi,
+    pi = stripe_sandbox.create_payment(10_000, behavior="stay_pending")
+    lost_one, _ = intake.refund_request_create(
+        merchant_refund_id=f"lost-{pi}", provider="stripe", connector_transaction_id=pi,
         amount=Money(1500, "USD"), reason="", metadata={}, product="", requested_by=agent,
     )
     stripe_sandbox.set_faults(status=500, count=1, path_prefix="/v1/refunds", methods=["POST"], after=True)
     with pytest.raises(execution.TransientProviderError):
-        execution.refund_submit(refund_id=second.pk)
-    lost = next(r for r in stripe_sandbox.client().v1.refunds.list(params={"payment_intent": pi}).data
-                if r.amount == 1500)
+        execution.refund_submit(refund_id=lost_one.pk)
+    [lost] = stripe_sandbox.client().v1.refunds.list(params={"payment_intent": pi}).data
+    later, _ = intake.refund_request_create(  # filed and answered after it
+        merchant_refund_id=f"later-{pi}", provider="stripe", connector_transaction_id=pi,
+        amount=Money(2000, "USD"), reason="", metadata={}, product="", requested_by=agent,
+    )
+    execution.refund_submit(refund_id=later.pk)
+    later.refresh_from_db()
     created = next(e for e in sandbox_events(stripe_sandbox, lost.id) if e["type"] == "refund.created")
-    logged_before = first.logs.count()
+    logged_before = later.logs.count()
 
     deliver(client, created)
     webhook_event_process(event_pk=WebhookEvent.objects.get(event_id=created["id"]).pk)
 
-    second.refresh_from_db()
-    assert (second.connector_refund_id, second.status) == (lost.id, RefundStatus.PROCESSING)
-    first.refresh_from_db()
-    assert first.connector_refund_id != lost.id
-    assert first.logs.count() == logged_before  # unchanged at Stripe: nothing recorded again
+    lost_one.refresh_from_db()
+    assert (lost_one.connector_refund_id, lost_one.status) == (lost.id, RefundStatus.PROCESSING)
+    answered = later.connector_refund_id
+    later.refresh_from_db()
+    assert later.connector_refund_id == answered != lost.id
+    assert later.logs.count() == logged_before  # unchanged at Stripe: nothing recorded again
     assert not RefundRequest.objects.filter(origin=RefundOrigin.EXTERNAL).exists()
