@@ -1,0 +1,233 @@
+"""Filing a refund, at the edges the mutation run (tests/README.md) found untested: what the
+"requested" log row says, the last minor unit of a payment, the threshold itself, which parts of
+a request make it a different request, the messages a caller reads, and a lost race on the
+merchant_refund_id."""
+
+import pytest
+
+from refunds.models import RefundRequest, RefundStatus
+from refunds.money import Money
+from refunds.providers.robokassa import RobokassaProvider
+from refunds.services import intake
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def body(pi, **overrides):
+    data = {
+        "merchant_refund_id": f"edge-{pi}",
+        "connector_transaction_id": pi,
+        "amount": {"minor_amount": 2500, "currency": "USD"},
+        "reason": "Customer returned the item",
+        "metadata": {"ticket": "ZD-1001"},
+        "product": "Blue mug",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_the_request_is_logged_with_its_amount_payment_and_verification(api, agent, stripe_sandbox,
+                                                                         stripe_sandbox_clean):
+    verified_pi = stripe_sandbox.create_payment(10_000)
+    unverified_pi = stripe_sandbox.create_payment(10_000)
+    client = api(agent)
+    client.post("/api/refunds/", body(verified_pi), format="json")
+    stripe_sandbox.set_faults(status=503, count=5, path_prefix="/v1/payment_intents", methods=["GET"])
+    client.post("/api/refunds/", body(unverified_pi, amount={"minor_amount": 123_456, "currency": "USD"}),
+                format="json")
+
+    for pi, text, verified in ((verified_pi, "25.00 USD", True), (unverified_pi, "1,234.56 USD", False)):
+        refund = RefundRequest.objects.get(connector_transaction_id=pi)
+        requested = refund.logs.order_by("pk").first()
+        assert (requested.event, requested.actor, requested.message, requested.data) == (
+            "requested", agent, f"Requested {text} on {pi}", {"payment_verified": verified},
+        )
+        assert refund.idempotency_key.startswith("refundoffice-") and len(refund.idempotency_key) == 45
+    keys = set(RefundRequest.objects.values_list("idempotency_key", flat=True))
+    assert len(keys) == 2
+
+
+def test_an_amount_at_the_threshold_is_approved_without_a_person(api, agent, stripe_sandbox, settings):
+    settings.REFUND_AUTO_APPROVE_THRESHOLDS = {"USD": 3000}
+    pi = stripe_sandbox.create_payment(10_000)
+
+    response = api(agent).post("/api/refunds/", body(pi, amount={"minor_amount": 3000, "currency": "USD"}),
+                               format="json")
+
+    assert (response.status_code, response.json()["status"]) == (201, "approved")
+
+
+def test_a_full_refund_takes_the_last_minor_unit(api, agent, stripe_sandbox):
+    pi = stripe_sandbox.create_payment(10_000)
+    stripe_sandbox.client().v1.refunds.create(params={"payment_intent": pi, "amount": 9_999})
+
+    response = api(agent).post("/api/refunds/", body(pi, amount=None), format="json")
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["amount"] == {"minor_amount": 1, "currency": "USD"}
+
+
+@pytest.mark.parametrize("refunded_at_stripe", [10_000, 9_000])
+def test_a_full_refund_of_a_spent_payment_is_422(api, agent, stripe_sandbox, refunded_at_stripe):
+    """Nothing left, or less than nothing once our own unsent 20.00 is counted."""
+    pi = stripe_sandbox.create_payment(10_000)
+    client = api(agent)
+    if refunded_at_stripe < 10_000:
+        ours = client.post("/api/refunds/", body(pi, merchant_refund_id="ours",
+                                                 amount={"minor_amount": 2_000, "currency": "USD"}), format="json")
+        assert ours.status_code == 201
+    stripe_sandbox.client().v1.refunds.create(params={"payment_intent": pi, "amount": refunded_at_stripe})
+
+    response = client.post("/api/refunds/", body(pi, amount=None), format="json")
+
+    assert response.status_code == 422, response.json()
+    assert response.json()["error"] == {
+        "code": "amount_exceeds_refundable", "message": "Nothing remains refundable on this payment.", "field": "amount",
+    }
+    assert not RefundRequest.objects.filter(merchant_refund_id=f"edge-{pi}").exists()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"reason": "Another reason"},
+        {"metadata": {"ticket": "ZD-2002"}},
+        {"product": "Red mug"},
+        {"reason_code": "duplicate_charge"},
+        {"amount": None},
+    ],
+)
+def test_the_same_id_with_any_other_field_changed_is_a_conflict(api, agent, stripe_sandbox, change):
+    pi = stripe_sandbox.create_payment(10_000)
+    client = api(agent)
+    first = client.post("/api/refunds/", body(pi), format="json")
+
+    again = client.post("/api/refunds/", body(pi, **change), format="json")
+
+    assert first.status_code == 201
+    assert again.status_code == 409, again.json()
+    assert again.json()["error"] == {
+        "code": "idempotency_conflict",
+        "message": f"merchant_refund_id 'edge-{pi}' was already used for a different request.",
+        "field": "merchant_refund_id",
+    }
+
+
+def test_the_same_body_from_another_person_is_a_conflict(api, agent, stripe_sandbox):
+    pi = stripe_sandbox.create_payment(10_000)
+    api(agent).post("/api/refunds/", body(pi), format="json")
+
+    other = api(factories.agent(username="agent2")).post("/api/refunds/", body(pi), format="json")
+
+    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_conflict"
+    assert RefundRequest.objects.get().requested_by == agent
+
+
+def test_the_same_reason_code_replays(api, agent, stripe_sandbox):
+    pi = stripe_sandbox.create_payment(10_000)
+    client = api(agent)
+    first = client.post("/api/refunds/", body(pi, reason_code="duplicate_charge"), format="json")
+
+    again = client.post("/api/refunds/", body(pi, reason_code="duplicate_charge"), format="json")
+
+    assert (first.status_code, again.status_code) == (201, 200)
+
+
+def test_what_the_provider_said_is_in_the_message(api, agent, stripe_sandbox, stripe_sandbox_clean):
+    client = api(agent)
+    unknown = client.post("/api/refunds/", body("pi_doesnotexist123"), format="json")
+    pi = stripe_sandbox.create_payment(10_000)
+    stripe_sandbox.set_faults(status=503, count=5, path_prefix="/v1/payment_intents", methods=["GET"])
+    unreachable = client.post("/api/refunds/", body(pi, amount=None), format="json")
+
+    assert unknown.json()["error"] == {
+        "code": "transaction_not_found",
+        "message": "stripe knows no transaction 'pi_doesnotexist123' (resource_missing).",
+        "field": "connector_transaction_id",
+    }
+    assert unreachable.json()["error"] == {
+        "code": "provider_unavailable",
+        "message": "stripe cannot be reached to look up the payment's amount; give an amount or retry later.",
+        "field": "amount",
+    }
+
+
+def file(agent, pi, *, amount=2500, reason="Customer returned the item"):
+    return intake.refund_request_create(
+        merchant_refund_id="raced", provider="stripe", connector_transaction_id=pi, amount=Money(amount, "USD"),
+        reason=reason, metadata={}, product="", requested_by=agent,
+    )
+
+
+@pytest.mark.parametrize("same_body", [True, False])
+def test_a_request_that_loses_the_race_for_its_id_replays_or_conflicts(agent, stripe_sandbox, monkeypatch, same_body):
+    """Another request with the same merchant_refund_id is filed while this one asks Stripe."""
+    pi = stripe_sandbox.create_payment(10_000)
+    real_lookup = intake._payment_info_or_unverified
+    winner = {}
+
+    def lookup_while_another_files(**kwargs):
+        monkeypatch.setattr(intake, "_payment_info_or_unverified", real_lookup)
+        winner["refund"], _ = file(agent, pi, amount=2500 if same_body else 2600)
+        return real_lookup(**kwargs)
+
+    monkeypatch.setattr(intake, "_payment_info_or_unverified", lookup_while_another_files)
+
+    if same_body:
+        refund, created = file(agent, pi)
+        assert (refund, created) == (winner["refund"], False)
+    else:
+        with pytest.raises(intake.errors.IdempotencyConflict):
+            file(agent, pi)
+    assert RefundRequest.objects.get().status == RefundStatus.APPROVED
+
+
+def test_a_payment_accepted_unverified_is_logged_for_the_operator(api, agent, stripe_sandbox, stripe_sandbox_clean,
+                                                                   caplog):
+    pi = stripe_sandbox.create_payment(10_000)
+    stripe_sandbox.set_faults(status=503, count=5, path_prefix="/v1/payment_intents", methods=["GET"])
+
+    with caplog.at_level("WARNING", logger="refunds.services.intake"):
+        api(agent).post("/api/refunds/", body(pi), format="json")
+
+    assert f"payment lookup failed for stripe {pi}; accepting unverified" in caplog.messages
+
+
+ITEM = {"name": "Teapot", "quantity": 1, "cost": {"minor_amount": 1_500, "currency": "RUB"}}
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"provider": "stripe", "connector_transaction_id": "pi_123456789"}, "stripe refunds have no invoice items."),
+        ({"items": [{**ITEM, "tax": "vat10"}, {**ITEM, "tax": "vat99"}]},
+         f"robokassa knows no tax rate 'vat99' ({', '.join(RobokassaProvider.item_tax_rates)})."),
+        ({"items": [ITEM], "amount": {"minor_amount": 1_400, "currency": "RUB"}},
+         "The items add up to 1500, not the amount 1400."),
+        ({"items": [{**ITEM, "cost": {"minor_amount": 1_500, "currency": "USD"}}, ITEM]},
+         "Every item's cost must be in USD."),
+    ],
+)
+def test_items_that_cannot_be_refunded_say_why(api, agent, robokassa_sandbox, fields, message):
+    invoice_id = robokassa_sandbox.create_payment(10_000)
+    data = {"merchant_refund_id": f"items-{invoice_id}", "provider": "robokassa", "connector_transaction_id": invoice_id,
+            "items": [ITEM], **fields}
+
+    response = api(agent).post("/api/refunds/", data, format="json")
+
+    assert response.status_code == 400, response.json()
+    assert (response.json()["error"]["field"], response.json()["error"]["message"]) == ("items", message)
+    assert not RefundRequest.objects.exists()
+
+
+def test_items_without_an_amount_are_the_amount(api, agent, robokassa_sandbox):
+    invoice_id = robokassa_sandbox.create_payment(10_000)
+
+    response = api(agent).post("/api/refunds/", {
+        "merchant_refund_id": "one-item", "provider": "robokassa", "connector_transaction_id": invoice_id,
+        "items": [{**ITEM, "quantity": 2}],
+    }, format="json")
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["amount"] == {"minor_amount": 3_000, "currency": "RUB"}
