@@ -8,7 +8,6 @@ class RefundsConfig(AppConfig):
 
     def ready(self):
         from refunds import checks, receivers  # noqa: F401 - registers the checks, connects the receivers
-        from refunds import lookups  # noqa: F401 - registers the bounded integer `in` lookup
         # Registers the Celery tasks in every process, not only in workers: refunds.publish finds
         # them by name, and a web process that never imported them could publish nothing.
         from refunds import tasks  # noqa: F401

@@ -12,7 +12,7 @@ from approvals.models import Approval
 from approvals.services import refund_approve
 from refunds.models import RefundRequest, RefundStatus, Sale
 from refunds.redaction import redact
-from tests.factories import RefundFactory
+from tests.factories import RefundFactory, UserFactory
 from tests.hostile.values import deep_json, deep_object
 from tests.refunds.test_pages import form_data
 
@@ -37,6 +37,19 @@ def test_a_nul_in_a_path_id_is_a_400(client, manager, path):
 def test_a_control_character_in_an_admin_filter_is_a_400(client, manager, query):
     client.force_login(manager)
     assert client.get(f"/admin/refunds/refundrequest/?{query}").status_code == 400
+
+
+@pytest.mark.parametrize("path, data", [
+    ("/admin/axes/accesslog/?attempt_time__year=99999999999999999999999", None),
+    ("/admin/axes/accesslog/?logout_time__gte=9999-12-31T23:59:59-12:00", None),
+    ("/admin/refunds/reasoncode/", {"action": "delete_selected", "_selected_action": "9" * 30}),
+    ("/admin/refunds/reasoncode/", {"form-TOTAL_FORMS": "1", "form-INITIAL_FORMS": "1", "form-0-id": "-" + "9" * 25,
+                                    "_save": "Save"}),
+])
+def test_numbers_and_date_times_no_column_holds_are_a_400(client, path, data):
+    client.force_login(UserFactory(is_superuser=True))
+    response = client.post(path, data) if data else client.get(path)
+    assert response.status_code == 400
 
 
 def test_a_textarea_posted_with_crlf_is_still_taken(client, manager):

@@ -59,10 +59,12 @@ class Walker:
     def send(self, method: str, path: str, *, cls: str, place: str, query: str = "", **kwargs) -> int:
         # Each request in a savepoint rolled back afterwards: hostile POSTs (deletes, approvals)
         # change nothing for the next one, and a database error cannot poison the rest.
+        started = time.monotonic()
         with transaction.atomic():
             url = f"{path}?{query}" if query else path
             response = getattr(self.client, method)(url, **kwargs)
             transaction.set_rollback(True)
+        self.tally.seconds[f"{place} {path[:50]}"] += time.monotonic() - started
         exc = getattr(response, "exc_info", None)
         error = f" {exc[0].__name__}: {str(exc[1])[:120]}" if exc else ""
         self.tally.record(
@@ -193,6 +195,7 @@ def test_no_url_answers_hostile_input_with_a_5xx(settings, capsys):
     with capsys.disabled():
         print(f"\n{len(route_list)} URL patterns x {len(ROLES)} roles in {time.monotonic() - started:.0f} s")
         print(tally.table())
+        print(tally.seconds.most_common(25))
     assert set(tally.cases) >= set(HOSTILE), "every class of hostile value was tried"
     assert len(tally.walked) == len(route_list) * len(ROLES)
     assert len(route_list) > 100 or os.environ.get("HOSTILE_ONLY"), "the whole URLconf was walked"

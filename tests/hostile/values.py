@@ -79,6 +79,7 @@ class Tally:
         self.walked: set[tuple[str, str]] = set()
         self.failures: list[str] = []  # distinct ones (first 300), and how many in all
         self.failure_count = 0
+        self.seconds = collections.Counter()  # per route, to keep the walk quick
 
     def record(self, *, cls: str, place: str, status: int, what: str) -> None:
         self.cases[cls] += 1
