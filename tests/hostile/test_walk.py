@@ -179,6 +179,8 @@ def _walk_json(walker: Walker, route: site.Route, path: str, world: site.World, 
 
 def test_no_url_answers_hostile_input_with_a_5xx(settings, capsys):
     settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    # Thousands of intake calls would otherwise queue behind the shared Stripe rate limit.
+    settings.PROVIDER_RATE_LIMITS = {"stripe": 0, "robokassa": 0}
     world = site.world_build()
     route_list = [r for r in site.routes() if os.environ.get("HOSTILE_ONLY", "") in r.template]
     found = _discover(world, route_list)
@@ -195,7 +197,7 @@ def test_no_url_answers_hostile_input_with_a_5xx(settings, capsys):
     with capsys.disabled():
         print(f"\n{len(route_list)} URL patterns x {len(ROLES)} roles in {time.monotonic() - started:.0f} s")
         print(tally.table())
-        print(tally.seconds.most_common(25))
+        print("slowest:", ", ".join(f"{where} {s:.1f} s" for where, s in tally.seconds.most_common(5)))
     assert set(tally.cases) >= set(HOSTILE), "every class of hostile value was tried"
     assert len(tally.walked) == len(route_list) * len(ROLES)
     assert len(route_list) > 100 or os.environ.get("HOSTILE_ONLY"), "the whole URLconf was walked"
