@@ -278,7 +278,8 @@ class StripeProvider(RefundProvider):
         except UnicodeDecodeError:
             raise WebhookRejected("The body is not UTF-8 JSON.", code="invalid_payload") from None
         try:
-            data = json.loads(payload)
+            # Standard JSON only: NaN, Infinity or 1e400 would be stored as JSON no database takes.
+            data = json.loads(payload, parse_constant=_refuse_constant, parse_float=_finite_float)
         except ValueError:
             raise WebhookRejected("The body is not JSON.", code="invalid_payload") from None
         return self.webhook_event(_checked_event(data))
@@ -293,6 +294,17 @@ class StripeProvider(RefundProvider):
             is_refund_event=event_type in REFUND_EVENT_TYPES,
             transaction_ids=_event_transaction_ids(payload),
         )
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is beyond a double")
+    return value
 
 
 def _checked_event(data) -> dict:

@@ -43,6 +43,8 @@ def event_with(**changes) -> bytes:
     (json.dumps([EVENT]).encode(), "invalid_payload", None),
     (b'"evt_1"', "invalid_payload", None),
     (b"null", "invalid_payload", None),
+    (event_with(amount=1).replace(b"1}", b"NaN}"), "invalid_payload", None),
+    (event_with(amount=1).replace(b"1}", b"1e400}"), "invalid_payload", None),
     (b"\xff\xfe not utf-8", "invalid_payload", None),
     (deep_json(), "json_too_deep", None),
     (event_with(data={"object": json.loads(deep_json(40))}), "json_too_deep", None),
