@@ -13,6 +13,8 @@ from refunds.money import STORED_TEXT_LOCALE, format_minor
 from refunds.services.execution import refund_mark_approved
 from refunds.services.transitions import refund_log_append, refund_transition
 
+ALREADY_APPROVED = "You have already approved this refund; it needs someone else."
+
 
 def _check_decider(*, refund: RefundRequest, approver) -> None:
     if not approver.has_perm("refunds.approve_refundrequest"):
@@ -25,6 +27,11 @@ def _check_decider(*, refund: RefundRequest, approver) -> None:
         raise errors.InvalidTransition(
             f"Refund {refund} is {refund.status}, not awaiting approval.", code="not_awaiting_approval"
         )
+    # One person never counts twice: an approver who approved at a lower tier has decided, and a
+    # rejection (or another approval) must come from someone else. (On a refund still awaiting
+    # approval a person's decision can only be an approval: a rejection ends the wait.)
+    if refund.approvals.filter(approver=approver).exists():
+        raise errors.InvalidTransition(ALREADY_APPROVED, code="already_approved")
 
 
 def _customer_lock(*, provider: str, customer: str) -> None:
@@ -105,9 +112,8 @@ def refund_approve(*, refund_id: int, approver, comment: str = "") -> RefundRequ
             )
             return refund
     except IntegrityError:
-        raise errors.InvalidTransition(
-            "You have already approved this refund; it needs someone else.", code="already_approved"
-        ) from None
+        # Two requests of the same approver at once: the constraint saw the second.
+        raise errors.InvalidTransition(ALREADY_APPROVED, code="already_approved") from None
 
 
 def refund_reject(*, refund_id: int, approver, comment: str) -> RefundRequest:

@@ -65,6 +65,8 @@ if DEV_DEFAULTS:
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before anything reads the path, query or form: control characters are a 400 here.
+    "refunds.middleware.HostileTextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # The reader's language (the browser's Accept-Language among LANGUAGES) decides how money is
     # typed and shown (refunds.money: Babel's notation for that locale).
@@ -169,7 +171,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["refunds.api.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "refunds.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -274,7 +276,11 @@ STRIPE_IDEMPOTENCY_KEY_TRUST_SECONDS = env.int("STRIPE_IDEMPOTENCY_KEY_TRUST_SEC
 # Our reason codes as Stripe's refund reasons, beyond the adapter's table for the default codes:
 # "late_delivery=requested_by_customer,chargeback=fraudulent".
 STRIPE_REASON_BY_CODE = env.dict("STRIPE_REASON_BY_CODE", default={})
-WEBHOOK_MAX_BYTES = env.int("WEBHOOK_MAX_BYTES", default=512 * 1024)
+# Stripe publishes no maximum event size: a snapshot event carries the whole object (a charge
+# with its refunds, an invoice with its lines; metadata alone up to 50 keys of 500 characters
+# per object), and senders have met events far above the forms' 64 KB (mozilla/fxa#8861 went
+# to 1 MB). Larger bodies get a JSON 413 before they are read further.
+WEBHOOK_MAX_BYTES = env.int("WEBHOOK_MAX_BYTES", default=1024 * 1024)
 WEBHOOK_RETRY_AFTER_SECONDS = env.int("WEBHOOK_RETRY_AFTER_SECONDS", default=60)
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=10)
 # Robokassa (Refund API v2 through aiorobokassa). The defaults talk to the local emulator

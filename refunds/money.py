@@ -44,6 +44,10 @@ CURRENCY_EXPONENTS = {
 MAX_MINOR_AMOUNT = 10**12
 # Text stored for later readers (log lines, approval comments) is written in one fixed notation.
 STORED_TEXT_LOCALE = "en_US"
+# Decimal exponents an amount from outside may have before it is converted: `1e999999` would
+# overflow the decimal context (or become a million-digit int), `1e-999999` round to zero.
+_LARGEST_ADJUSTED = 15
+_SMALLEST_ADJUSTED = -12
 
 
 @dataclass(frozen=True)
@@ -97,8 +101,17 @@ def format_minor_number(minor_amount: int, currency: str, locale: "Locale | str 
 
 
 def decimal_to_minor(value: Decimal, currency: str) -> int:
-    """12.34 USD -> 1234; refuses more decimal places than the currency has (no rounding)."""
+    """12.34 USD -> 1234; refuses more decimal places than the currency has (no rounding), and
+    amounts far beyond any payment (ValueError, whatever the exponent: no decimal.Overflow)."""
     exponent = CURRENCY_EXPONENTS[currency]
+    if not value.is_finite():
+        raise ValueError("An amount is a finite number.")
+    if value.is_zero():
+        return 0  # whatever its exponent (0E+999999 would overflow scaleb)
+    if value.adjusted() > _LARGEST_ADJUSTED:
+        raise ValueError("The amount is too large.")
+    if value.adjusted() < _SMALLEST_ADJUSTED:
+        raise ValueError(f"{currency} has {exponent} decimal place{'s' if exponent != 1 else ''}.")
     minor = value.scaleb(exponent)
     if minor != minor.to_integral_value():
         raise ValueError(f"{currency} has {exponent} decimal place{'s' if exponent != 1 else ''}.")

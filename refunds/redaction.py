@@ -3,9 +3,10 @@
 import logging
 import re
 
-# Stripe secret, restricted and webhook keys; our API tokens; bearer/basic credentials.
+# Stripe secret, restricted and webhook keys (the whole key: test and sandbox secrets carry
+# underscores, webhook secrets may be base64); our API tokens; bearer/basic credentials.
 _SECRET = re.compile(
-    r"(sk|rk)_(test|live)_[A-Za-z0-9]+|whsec_[A-Za-z0-9]+|\bro_[A-Za-z0-9_\-]{20,}"
+    r"(sk|rk)_(test|live)_[A-Za-z0-9_]+|whsec_[A-Za-z0-9_+/=\-]+|\bro_[A-Za-z0-9_\-]{20,}"
     r"|(?i:\b(authorization|token|bearer|basic)\b(\s*[:=]\s*|\s+))[A-Za-z0-9._~+/\-]{16,}=*"
 )
 

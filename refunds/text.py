@@ -16,3 +16,27 @@ PRINTABLE_NOT_BLANK_PATTERN = "^(?=[\\s\\S]*\\S)" + PRINTABLE_PATTERN[1:]
 
 def is_printable(value: str) -> bool:
     return not CONTROL_CHARACTERS.search(value)
+
+
+# What no database column holds: NUL (PostgreSQL refuses it in text and jsonb) and lone surrogates.
+UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def unstorable_text_path(value) -> str | None:
+    """The path (`data.object.id`, `items[2]`) of the first string, key or value, in parsed JSON
+    that no database can store; None when there is none. Iterative: depth is bounded elsewhere."""
+    stack = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if UNSTORABLE.search(item):
+                return path or "body"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                here = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and UNSTORABLE.search(key):
+                    return here
+                stack.append((here, child))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
+    return None

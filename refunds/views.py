@@ -12,6 +12,7 @@ from approvals.policy import auto_approves
 from refunds import errors
 from refunds.services import intake, payments
 from refunds.forms import PaymentLookupForm, RefundForm
+from refunds.jsonlimits import MAX_JSON_DEPTH, json_too_deep
 from refunds.money import CURRENCY_EXPONENTS, Money, format_minor, format_minor_number, money_locale
 from refunds.providers import UnknownProvider, provider_class
 from refunds.providers.base import LineItem, WebhookRejected
@@ -29,25 +30,31 @@ def healthz(request):
 @require_POST
 def provider_webhook(request, provider: str):
     """A provider's events, verified by its adapter (Stripe: the signature); 400 and nothing
-    changes when they do not verify. 404 for a provider that is not enabled or sends none."""
+    changes when they do not verify or are not events. 404 for a provider that is not enabled
+    or sends none. Every refusal is JSON with a code: a 5xx would have the sender retry it."""
     try:
         adapter_class = provider_class(provider)
     except UnknownProvider:
         adapter_class = None
     if adapter_class is None or not adapter_class.receives_webhooks:
         return _webhook_error(404, "unknown_provider", f"No webhooks are taken from {provider!r}.")
-    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.WEBHOOK_MAX_BYTES:
-        return _webhook_error(413, "payload_too_large", "The event is too large.")
+    # Read here, up to WEBHOOK_MAX_BYTES: request.body would stop at DATA_UPLOAD_MAX_MEMORY_SIZE
+    # (the forms' 64 KB) with Django's HTML 400, and events are larger.
+    body = request.read(settings.WEBHOOK_MAX_BYTES + 1)
+    if len(body) > settings.WEBHOOK_MAX_BYTES:
+        return _webhook_error(413, "payload_too_large", f"An event is at most {settings.WEBHOOK_MAX_BYTES} bytes.")
+    if json_too_deep(body):
+        return _webhook_error(400, "json_too_deep", f"The event nests more than {MAX_JSON_DEPTH} levels deep.")
     try:
-        event = adapter_class.from_settings().parse_webhook(payload=request.body, headers=request.headers)
+        event = adapter_class.from_settings().parse_webhook(payload=body, headers=request.headers)
     except WebhookRejected as error:
-        return _webhook_error(error.http_status, error.code, error.message)
+        return _webhook_error(error.http_status, error.code, error.message, error.field)
     stored, created = webhook_event_receive(provider=provider, event=event)
     return JsonResponse({"received": True, "duplicate": not created, "event": stored.event_id})
 
 
-def _webhook_error(status: int, code: str, message: str) -> JsonResponse:
-    return JsonResponse({"error": {"code": code, "message": message, "field": None}}, status=status)
+def _webhook_error(status: int, code: str, message: str, field: str | None = None) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message, "field": field}}, status=status)
 
 
 # What the confirmation page shows is signed and filed as it is: the page's hidden copies of the

@@ -10,6 +10,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from refunds import errors
+from refunds.api.parsers import JsonTooDeep
 
 _DRF_CODES = {
     exceptions.NotAuthenticated: "not_authenticated",
@@ -19,6 +20,7 @@ _DRF_CODES = {
     exceptions.MethodNotAllowed: "method_not_allowed",
     exceptions.NotAcceptable: "not_acceptable",
     exceptions.UnsupportedMediaType: "unsupported_media_type",
+    JsonTooDeep: "json_too_deep",
     exceptions.ParseError: "malformed_json",
     exceptions.Throttled: "throttled",
 }

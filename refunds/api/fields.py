@@ -14,7 +14,7 @@ from rest_framework import serializers
 from rest_framework.fields import empty
 
 from refunds.money import CURRENCY_EXPONENTS, is_known_currency
-from refunds.text import PRINTABLE_NOT_BLANK_PATTERN, PRINTABLE_PATTERN, is_printable
+from refunds.text import PRINTABLE_NOT_BLANK_PATTERN, PRINTABLE_PATTERN, UNSTORABLE, is_printable
 
 
 def literal(text: str) -> str:
@@ -94,7 +94,8 @@ class TextField(ApiField):
             return data
         if self.max_length is not None and len(data) > self.max_length:
             self.reject("too_long", max_length=self.max_length)
-        if self.printable and not is_printable(data):
+        if (self.printable and not is_printable(data)) or UNSTORABLE.search(data):
+            # Even free text holds no NUL or lone surrogate: no database stores them.
             self.reject("invalid_characters")
         if self.pattern is not None and not self.pattern.match(data):
             self.reject("invalid_format")
@@ -114,6 +115,8 @@ class TextField(ApiField):
             schema["pattern"] = self.pattern.pattern
         elif self.printable:
             schema["pattern"] = PRINTABLE_NOT_BLANK_PATTERN if self.required else PRINTABLE_PATTERN
+        else:
+            schema["pattern"] = "^[^\u0000]*$"
         if self.choices is not None:
             schema["enum"] = list(self.choices()) + ([""] if self.allow_blank else [])
         elif self.schema_enum is not None:

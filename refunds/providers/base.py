@@ -138,11 +138,12 @@ class WebhookRejected(Exception):
     """A webhook delivery that is not taken: bad signature, not an event, not configured.
     `code` and `http_status` are what the endpoint answers."""
 
-    def __init__(self, message: str, *, code: str, http_status: int = 400):
+    def __init__(self, message: str, *, code: str, http_status: int = 400, field: str | None = None):
         super().__init__(message)
         self.message = message
         self.code = code
         self.http_status = http_status
+        self.field = field
 
 
 @dataclass(frozen=True)

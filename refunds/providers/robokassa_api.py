@@ -16,7 +16,7 @@ import pydantic
 from aiorobokassa import APIError, ConfigurationError, RoboKassaClient
 from aiorobokassa.constants import XML_SERVICE_ENDPOINT
 
-from refunds.money import CURRENCY_EXPONENTS, minor_to_decimal
+from refunds.money import decimal_to_minor, minor_to_decimal
 from refunds.providers.base import (
     Money,
     PermanentProviderError,
@@ -54,10 +54,10 @@ def to_minor(amount: Decimal | str | int | None, currency: str = CURRENCY) -> in
         raise PermanentProviderError(f"Robokassa sent an amount that is not a number: {amount!r}.", code="bad_amount")
     if not value.is_finite():
         raise PermanentProviderError(f"Robokassa sent an amount that is not a number: {amount!r}.", code="bad_amount")
-    minor = value.scaleb(CURRENCY_EXPONENTS[currency])
-    if minor != minor.to_integral_value():
-        raise PermanentProviderError(f"Robokassa sent {value}, not a whole number of kopeks.", code="bad_amount")
-    return int(minor)
+    try:
+        return decimal_to_minor(value, currency)
+    except ValueError:
+        raise PermanentProviderError(f"Robokassa sent {value}, not a whole number of kopeks.", code="bad_amount") from None
 
 
 def op_state_signature(login: str, invoice_id: str, password2: str, algorithm: str) -> str:

@@ -4,6 +4,7 @@ STRIPE_API_BASE (the local sandbox in development and tests)."""
 from __future__ import annotations
 
 import datetime
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 
@@ -11,6 +12,7 @@ import stripe
 from django.conf import settings
 
 from refunds.redaction import redact
+from refunds.text import is_printable, unstorable_text_path
 from refunds.providers.base import (
     LineItem,
     Money,
@@ -281,24 +283,27 @@ class StripeProvider(RefundProvider):
     # --- webhooks ------------------------------------------------------------------------
 
     def parse_webhook(self, *, payload: bytes, headers: Mapping[str, str]) -> ProviderEvent:
-        """Verify the Stripe-Signature header against STRIPE_WEBHOOK_SECRET and read the event."""
+        """Verify the Stripe-Signature header against STRIPE_WEBHOOK_SECRET, then check the event
+        has the fields processing reads, in the types it reads them (a 400 tells Stripe to stop
+        retrying: a 5xx would be retried for days)."""
         if not self._webhook_secret:
             raise WebhookRejected("STRIPE_WEBHOOK_SECRET is not set.", code="webhook_not_configured", http_status=503)
         try:
-            event = stripe.Webhook.construct_event(
+            stripe.WebhookSignature.verify_header(
                 payload, headers.get("Stripe-Signature", ""), self._webhook_secret, tolerance=self._webhook_tolerance
             )
         except stripe.SignatureVerificationError:
             raise WebhookRejected(
                 "The Stripe-Signature header does not verify.", code="invalid_signature"
             ) from None
-        except (ValueError, TypeError, AttributeError):
-            # Not JSON, or JSON that is no event object (a signed `[]`).
-            raise WebhookRejected("The body is not a Stripe event.", code="invalid_payload") from None
-        data = event.to_dict()
-        if not isinstance(data.get("id"), str) or not data["id"]:
-            raise WebhookRejected("The body is not a Stripe event.", code="invalid_payload")
-        return self.webhook_event(data)
+        except UnicodeDecodeError:
+            raise WebhookRejected("The body is not UTF-8 JSON.", code="invalid_payload") from None
+        try:
+            # Standard JSON only: NaN, Infinity or 1e400 would be stored as JSON no database takes.
+            data = json.loads(payload, parse_constant=_refuse_constant, parse_float=_finite_float)
+        except ValueError:
+            raise WebhookRejected("The body is not JSON.", code="invalid_payload") from None
+        return self.webhook_event(_checked_event(data))
 
     @classmethod
     def webhook_event(cls, payload: dict) -> ProviderEvent:
@@ -312,19 +317,52 @@ class StripeProvider(RefundProvider):
         )
 
 
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is beyond a double")
+    return value
+
+
+def _checked_event(data) -> dict:
+    """The event, when it has what webhook_event and processing read: an object with a printable
+    string `id` and `type`, `data.object` an object when present, and no text a database cannot
+    store anywhere (the payload is stored as sent)."""
+
+    def reject(message: str, field: str | None = None):
+        raise WebhookRejected(f"The body is not a Stripe event: {message}", code="invalid_payload", field=field)
+
+    if not isinstance(data, dict):
+        reject("not a JSON object.")
+    for key, longest in (("id", 255), ("type", 100)):
+        value = data.get(key)
+        if not isinstance(value, str) or not value or len(value) > longest or not is_printable(value):
+            reject(f"`{key}` must be a printable string of 1 to {longest} characters.", key)
+    inner = data.get("data", {})
+    if not isinstance(inner, dict) or not isinstance(inner.get("object", {}), dict):
+        reject("`data.object` must be an object.", "data.object")
+    path = unstorable_text_path(data)
+    if path is not None:
+        reject(f"`{path}` holds a NUL or a lone surrogate.", path)
+    return data
+
+
 def _event_transaction_ids(event: dict) -> frozenset[str]:
     """The payment ids (PaymentIntent and Charge) an event's object points at."""
     data = event.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):
         return frozenset()
-    ids = set()
-    if obj.get("object") == "charge":
-        ids.add(obj.get("id"))
+    found = [obj.get("id")] if obj.get("object") == "charge" else []
     for key in ("payment_intent", "charge"):
         value = obj.get(key)
-        ids.add(value.get("id") if isinstance(value, dict) else value)
-    return frozenset(i for i in ids if isinstance(i, str) and i)
+        found.append(value.get("id") if isinstance(value, dict) else value)
+    # Only strings are ids: an event is stored as sent, and a field of another type names nothing.
+    return frozenset(i for i in found if isinstance(i, str) and i)
 
 
 def _object_id(value) -> str:

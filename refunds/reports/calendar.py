@@ -12,6 +12,16 @@ from django.utils import timezone
 
 # The longest range the report pages accept, in days.
 MAX_RANGE_DAYS = 366
+# The days a report, a sale or an export may name. Python's datetimes end at 9999-12-31 and
+# begin at 0001-01-01: a range's end (the day after its last day) and a day's midnight in any
+# zone (up to ±26 hours off UTC) must convert to UTC and back, so a year is kept at each end.
+FIRST_DAY = datetime.date(1900, 1, 1)
+LAST_DAY = datetime.date(9998, 12, 31)
+OUTSIDE_CALENDAR = f"Choose a day from {FIRST_DAY:%Y-%m-%d} to {LAST_DAY:%Y-%m-%d}."
+
+
+def in_calendar(day: datetime.date) -> bool:
+    return FIRST_DAY <= day <= LAST_DAY
 
 
 def business_zone(tz: str | None = None) -> ZoneInfo:
@@ -35,6 +45,8 @@ def report_range(
     *, start: datetime.date, end: datetime.date, tz: str | None = None
 ) -> tuple[datetime.datetime, datetime.datetime]:
     """[start 00:00, end+1 00:00) in the business zone (settings.REPORTS_TIME_ZONE when tz is None), as aware datetimes."""
+    if not (in_calendar(start) and in_calendar(end)):
+        raise ValueError(OUTSIDE_CALENDAR)
     return day_start(start, tz=tz), day_start(end + datetime.timedelta(days=1), tz=tz)
 
 

@@ -13,7 +13,7 @@ from refunds.admin_scale import distinct_values
 from refunds.models import ExportJob, ReasonCode, RefundOrigin, RefundRequest, RefundStatus, Sale
 from refunds.money import is_known_currency
 from refunds.reports import sales
-from refunds.reports.calendar import MAX_RANGE_DAYS
+from refunds.reports.calendar import MAX_RANGE_DAYS, OUTSIDE_CALENDAR, in_calendar
 from refunds.reports.exports.query import FILTER_KEYS
 
 # The Stripe sync button runs in the request: a month of payments is a few dozen pages.
@@ -21,6 +21,18 @@ SYNC_MAX_DAYS = 31
 
 DATE_WIDGET = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 END_BEFORE_START = "The end date is before the start date."
+
+
+class BusinessDateField(forms.DateField):
+    """A day the business calendar holds (refunds.reports.calendar.FIRST_DAY to LAST_DAY): the
+    one date field of every report form, so no range reaches the ends of Python's calendar."""
+
+    widget = DATE_WIDGET
+
+    def validate(self, value):
+        super().validate(value)
+        if value is not None and not in_calendar(value):
+            raise forms.ValidationError(OUTSIDE_CALENDAR, code="outside_calendar")
 
 
 def check_date_range(
@@ -50,8 +62,8 @@ def check_date_range(
 class DateRangeForm(forms.Form):
     """From – to (inclusive), at most `max_days` days: the summary page's range."""
 
-    start = forms.DateField(label="From", widget=DATE_WIDGET)
-    end = forms.DateField(label="To (inclusive)", widget=DATE_WIDGET)
+    start = BusinessDateField(label="From", widget=DATE_WIDGET)
+    end = BusinessDateField(label="To (inclusive)", widget=DATE_WIDGET)
     max_days = MAX_RANGE_DAYS
     too_long = "The range covers {days} days; pick at most {max_days} days."
     # Where "the end is before the start" shows: None puts it above the form.
@@ -77,7 +89,7 @@ class SalesSyncForm(DateRangeForm):
 class DashboardRangeForm(DateRangeForm):
     """The dashboard's range and the daily volume's measure ("count" or a currency)."""
 
-    end = forms.DateField(label="To", widget=DATE_WIDGET)
+    end = BusinessDateField(label="To", widget=DATE_WIDGET)
     measure = forms.CharField(label="Daily volume in", required=False, max_length=5)
     too_long = "Choose at most {max_days} days; {start:%Y-%m-%d} to {end:%Y-%m-%d} is {days} days."
     order_error_field = "end"
@@ -104,10 +116,10 @@ class ExportForm(forms.Form):
     format = forms.ChoiceField(
         label="Format", choices=ExportJob.Format.choices, initial=ExportJob.Format.CSV, widget=forms.RadioSelect
     )
-    requested_from = forms.DateField(label="Requested from", required=False, widget=DATE_WIDGET)
-    requested_to = forms.DateField(label="Requested to (inclusive)", required=False, widget=DATE_WIDGET)
-    resolved_from = forms.DateField(label="Resolved from", required=False, widget=DATE_WIDGET)
-    resolved_to = forms.DateField(label="Resolved to (inclusive)", required=False, widget=DATE_WIDGET)
+    requested_from = BusinessDateField(label="Requested from", required=False, widget=DATE_WIDGET)
+    requested_to = BusinessDateField(label="Requested to (inclusive)", required=False, widget=DATE_WIDGET)
+    resolved_from = BusinessDateField(label="Resolved from", required=False, widget=DATE_WIDGET)
+    resolved_to = BusinessDateField(label="Resolved to (inclusive)", required=False, widget=DATE_WIDGET)
     status = forms.MultipleChoiceField(
         label="Status", required=False, choices=RefundStatus.choices, widget=forms.CheckboxSelectMultiple,
         help_text="None ticked: every status.",

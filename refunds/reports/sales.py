@@ -20,7 +20,8 @@ from refunds.models import Sale
 from refunds.money import CURRENCY_EXPONENTS, MoneyParseError, is_known_currency, money_parse
 from refunds.providers import default_sales_provider_name, get_provider
 from refunds.ratelimit import provider_slot_acquire
-from refunds.reports.calendar import business_zone, day_start, report_range
+from refunds.text import is_printable
+from refunds.reports.calendar import OUTSIDE_CALENDAR, business_zone, day_start, in_calendar, report_range
 
 logger = logging.getLogger(__name__)
 
@@ -146,11 +147,18 @@ class _Problems:
 
 
 def _parse_sold_at(value: str) -> datetime.datetime:
-    """An ISO date (midnight in REPORTS_TIME_ZONE) or datetime (naive: in REPORTS_TIME_ZONE)."""
+    """An ISO date (midnight in REPORTS_TIME_ZONE) or datetime (naive: in REPORTS_TIME_ZONE),
+    on a day of the business calendar (ValueError otherwise: 9999-12-31 in a zone behind UTC
+    is a moment no datetime holds once it is converted)."""
     value = value.strip()
     if len(value) == 10:
-        return day_start(datetime.date.fromisoformat(value))
+        day = datetime.date.fromisoformat(value)
+        if not in_calendar(day):
+            raise ValueError(OUTSIDE_CALENDAR)
+        return day_start(day)
     moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+    if not in_calendar(moment.date()):
+        raise ValueError(OUTSIDE_CALENDAR)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=business_zone())
     return moment
@@ -162,7 +170,7 @@ def sales_import_parse(*, data: bytes, batch_name: str = "", user=None) -> list[
     problems = _Problems()
     sales: list[Sale] = []
     seen: dict[str, int] = {}
-    for row in reader:
+    for row in _rows(reader, problems):
         line = reader.line_num
         if None in row:
             problems.add(line, "more values than columns.")
@@ -170,7 +178,10 @@ def sales_import_parse(*, data: bytes, batch_name: str = "", user=None) -> list[
         values = {name: (row.get(name) or "").strip() for name in SALES_IMPORT_COLUMNS}
         if not any(values.values()):
             continue  # a blank line
-        reasons: list[str] = []
+        reasons: list[str] = [f"{name} contains control characters" for name, text in values.items() if not is_printable(text)]
+        if reasons:
+            problems.add(line, "; ".join(reasons) + ".")
+            continue
         sale_id = values["sale_id"]
         if not sale_id:
             reasons.append("sale_id is empty")
@@ -183,8 +194,11 @@ def sales_import_parse(*, data: bytes, batch_name: str = "", user=None) -> list[
         sold_at = None
         try:
             sold_at = _parse_sold_at(values["sold_at"])
-        except ValueError:
-            reasons.append(f"sold_at {values['sold_at']!r} is not an ISO date (2026-01-31) or date-time")
+        except ValueError as error:
+            reasons.append(
+                f"sold_at {values['sold_at']!r}: {error}" if str(error) == OUTSIDE_CALENDAR
+                else f"sold_at {values['sold_at']!r} is not an ISO date (2026-01-31) or date-time"
+            )
         if len(values["product"]) > 200:
             reasons.append("product is longer than 200 characters")
         currency = values["currency"].upper()
@@ -201,6 +215,15 @@ def sales_import_parse(*, data: bytes, batch_name: str = "", user=None) -> list[
     if not sales:
         raise SalesImportError(["The file has no sales (only a header or blank lines)."])
     return sales
+
+
+def _rows(reader: csv.DictReader, problems: _Problems):
+    """The reader's rows; a row the csv module cannot read (a cell over its field size limit)
+    is a problem of its line, and reading stops there."""
+    try:
+        yield from reader
+    except csv.Error as error:
+        problems.add(reader.line_num, f"cannot be read as CSV ({error}).")
 
 
 def _csv_reader(data: bytes) -> csv.DictReader:
