@@ -59,7 +59,7 @@ def test_each_failed_attempt_is_logged_and_the_next_is_due_later(approved, strip
     assert 2.5 <= waits[0] <= 5 and 5 <= waits[1] <= 10
     calls = logs(refund, RefundLog.Event.PROVIDER_CALL)
     assert [(c.message, c.data) for c in calls] == [
-        (f"create_refund attempt {n}", {"idempotency_key": refund.idempotency_key, "attempt": n}) for n in (1, 2)
+        (f"Asking stripe to refund (attempt {n})", {"idempotency_key": refund.idempotency_key, "attempt": n}) for n in (1, 2)
     ]
     failures = logs(refund, RefundLog.Event.PROVIDER_ERROR)
     for n, (failure, wait) in enumerate(zip(failures, waits), start=1):
@@ -131,7 +131,7 @@ def test_the_providers_answer_is_logged_with_what_it_said(approved):
 
     [answer] = logs(refund, RefundLog.Event.PROVIDER_ANSWER)
     assert (answer.message, answer.data) == (
-        f"{refund.connector_refund_id}: pending",
+        f"stripe answered: refund {refund.connector_refund_id} pending",
         {"connector_refund_id": refund.connector_refund_id, "status": "pending",
          "amount": {"minor_amount": 2000, "currency": "USD"}, "failure_code": ""},
     )
