@@ -204,7 +204,7 @@ ITEM = {"name": "Teapot", "quantity": 1, "cost": {"minor_amount": 1_500, "curren
         ({"items": [{**ITEM, "tax": "vat10"}, {**ITEM, "tax": "vat99"}]},
          f"robokassa knows no tax rate 'vat99' ({', '.join(RobokassaProvider.item_tax_rates)})."),
         ({"items": [ITEM], "amount": {"minor_amount": 1_400, "currency": "RUB"}},
-         "The items add up to 1500, not the amount 1400."),
+         "The items add up to 15.00 RUB, not the amount 14.00 RUB."),
         ({"items": [{**ITEM, "cost": {"minor_amount": 1_500, "currency": "USD"}}, ITEM]},
          "Every item's cost must be in USD."),
     ],

@@ -73,7 +73,7 @@ def test_exactly_what_remains_may_be_refunded(agent, stripe_sandbox):
     rest = file(agent, pi, 4000, "rest")
 
     assert rest.amount_minor == 4000
-    with pytest.raises(errors.AmountExceedsRefundable, match=r"^1 exceeds what remains refundable on the payment \(0\)\.$"):
+    with pytest.raises(errors.AmountExceedsRefundable, match=r"^0\.01 USD exceeds what remains refundable on the payment \(0\.00 USD\)\.$"):
         file(agent, pi, 1, "one-more")
 
 
@@ -85,7 +85,7 @@ def test_less_than_nothing_left_is_shown_as_nothing(agent, stripe_sandbox):
     with pytest.raises(errors.AmountExceedsRefundable) as refused:
         file(agent, pi, 100, "too-late")
 
-    assert refused.value.message == "100 exceeds what remains refundable on the payment (0)."
+    assert refused.value.message == "1.00 USD exceeds what remains refundable on the payment (0.00 USD)."
 
 
 def test_a_refund_in_another_currency_says_both(agent, stripe_sandbox):

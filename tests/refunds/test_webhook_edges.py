@@ -125,17 +125,21 @@ def test_an_event_that_cannot_be_processed_keeps_its_error_until_it_can(
 def test_events_about_other_things_are_kept_as_processed_and_queue_nothing(
     client, published_tasks, django_capture_on_commit_callbacks
 ):
-    event = {"id": "evt_" + "x" * 300, "type": "customer." + "y" * 120, "data": {"object": {"id": "cus_1"}}}
+    # The longest id and type the event's columns hold (longer ones are refused before storing:
+    # tests/hostile).
+    event = {"id": "evt_" + "x" * 251, "type": "customer." + "y" * 91, "data": {"object": {"id": "cus_1"}}}
 
     other = {"id": "evt_other", "type": "customer.created", "data": {"object": {"id": "cus_2"}}}
     with django_capture_on_commit_callbacks(execute=True):
         first = deliver(client, event)
         deliver(client, other)
         again = deliver(client, event)
+        too_long = deliver(client, {**event, "id": event["id"] + "z"})
 
     assert (first.status_code, first.json()["duplicate"], again.json()["duplicate"]) == (200, False, True)
-    stored = WebhookEvent.objects.get(event_id=event["id"][:255])
-    assert (stored.provider, stored.event_id, stored.type) == ("stripe", event["id"][:255], event["type"][:100])
+    assert (too_long.status_code, too_long.json()["error"]["code"]) == (400, "invalid_payload")
+    stored = WebhookEvent.objects.get(event_id=event["id"])
+    assert (stored.provider, stored.event_id, stored.type) == ("stripe", event["id"], event["type"])
     assert stored.processed_at is not None
     assert published_tasks == []
 
