@@ -17,9 +17,13 @@ What Prism 0.6.0 gives (seen against the Stripe sandbox) and what the adapter do
     - Prism's Stripe connector maps neither a refund's amount nor a payment's currency into its
       response: the adapter reads just `amount` and `currency` from Prism's typed connector
       response when Prism's own fields are empty. The raw response is never logged or kept.
-    - no idempotency key reaches the connector (Stripe: no Idempotency-Key header) and Prism
-      cannot list a payment's refunds: `idempotent_create = False`, `lists_refunds = False`,
-      so an unknown outcome waits for a person (as with Robokassa) instead of a second send.
+    - no idempotency key reaches the connector (Stripe: no Idempotency-Key header):
+      `idempotent_create = False`. Prism cannot list a payment's refunds, so by default
+      `lists_refunds = False` and an unknown outcome waits for a person (as with Robokassa).
+      For Stripe the adapter lists them itself with the same key and base URL (Stripe's
+      GET /v1/refunds?payment_intent=…; Prism puts our merchant_refund_id in the refund's
+      metadata as `order_id`), so the services look before resending and get_payment reports
+      the refunded sum.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import json
 import re
 from typing import ClassVar
 
+import stripe
 from django.conf import settings
 
 from refunds.providers import prism_runtime
@@ -43,6 +48,7 @@ from refunds.providers.base import (
     TransactionNotFound,
     TransientProviderError,
 )
+from refunds.providers.stripe import translate_error as translate_stripe_error
 from refunds.redaction import redact
 
 try:
@@ -93,7 +99,8 @@ def provider_class(connector: str) -> type[PrismProvider]:
         f"Prism{connector.title()}Provider",
         (PrismProvider,),
         {"name": f"{PREFIX}{connector}", "connector": connector, "transaction_id_pattern": pattern,
-         "_transaction_id": re.compile(pattern), "_transaction_id_words": words},
+         "_transaction_id": re.compile(pattern), "_transaction_id_words": words,
+         "lists_refunds": connector in _LISTERS},
     )
 
 
@@ -255,13 +262,23 @@ class PrismProvider(RefundProvider):
         typed = _typed_money(response)
         captured = response.captured_amount or response.amount.minor_amount
         amount = typed or Money(captured, payments.Currency.Name(response.amount.currency))
+        refunded = 0
+        if self.lists_refunds:
+            listed = self.list_refunds(connector_transaction_id=connector_transaction_id)
+            refunded = sum(r.amount.minor_amount for r in listed if r.status not in _NOT_REFUNDED)
         return PaymentInfo(
             connector_transaction_id=connector_transaction_id,
             amount=Money(captured or amount.minor_amount, amount.currency),
-            # Prism reports no refunded sum: our own refunds count on top (lists_refunds False).
-            amount_refunded=0,
+            # Without a lister Prism reports no refunded sum: our own refunds count on top.
+            amount_refunded=refunded,
             status=payments.PaymentStatus.Name(response.status).lower(),
         )
+
+    def list_refunds(self, *, connector_transaction_id: str) -> list[RefundResult]:
+        lister = _LISTERS.get(self.connector)
+        if lister is None:
+            return super().list_refunds(connector_transaction_id=connector_transaction_id)
+        return lister(self._values, self._timeout, connector_transaction_id)
 
     def _result(self, response, connector_transaction_id, *, fallback, merchant_refund_id="", connector_refund_id=""):
         status_name = payments.RefundStatus.Name(response.status)
@@ -288,6 +305,50 @@ class PrismProvider(RefundProvider):
             connector_transaction_id=response.connector_transaction_id or connector_transaction_id,
             merchant_refund_id=response.merchant_refund_id or merchant_refund_id,
         )
+
+
+_NOT_REFUNDED = frozenset({ProviderRefundStatus.FAILED, ProviderRefundStatus.CANCELED})
+_STRIPE_STATUS = {
+    "pending": ProviderRefundStatus.PENDING,
+    "requires_action": ProviderRefundStatus.REQUIRES_ACTION,
+    "succeeded": ProviderRefundStatus.SUCCEEDED,
+    "failed": ProviderRefundStatus.FAILED,
+    "canceled": ProviderRefundStatus.CANCELED,
+}
+
+
+def _stripe_refunds(values: dict[str, str], timeout: float, connector_transaction_id: str) -> list[RefundResult]:
+    """A payment's refunds, asked of Stripe itself (Prism has no such call)."""
+    base = (values.get("base_url") or "https://api.stripe.com").rstrip("/")
+    client = stripe.StripeClient(
+        values.get("api_key", ""), base_addresses={"api": base}, max_network_retries=0,
+        http_client=stripe.RequestsClient(timeout=timeout),
+    )
+    kind = "payment_intent" if connector_transaction_id.startswith("pi_") else "charge"
+    try:
+        page = client.v1.refunds.list(params={kind: connector_transaction_id, "limit": 100})
+        refunds = list(page.auto_paging_iter())
+    except stripe.StripeError as error:
+        raise translate_stripe_error(error) from None
+    results = []
+    for refund in refunds:
+        metadata = refund.metadata.to_dict() if getattr(refund, "metadata", None) else {}
+        failure = getattr(refund, "failure_reason", None) or ""
+        results.append(RefundResult(
+            connector_refund_id=refund.id,
+            status=_STRIPE_STATUS.get(refund.status, ProviderRefundStatus.PENDING),
+            amount=Money(int(refund.amount), refund.currency.upper()),
+            failure_code=failure,
+            failure_message=f"Stripe reported the refund {refund.status}: {failure}" if failure else "",
+            connector_transaction_id=connector_transaction_id,
+            # Prism sends our id as metadata[order_id]; a refund made elsewhere has none.
+            merchant_refund_id=str(metadata.get("order_id") or metadata.get("merchant_refund_id") or ""),
+        ))
+    return results
+
+
+# Connectors whose refunds the adapter can list although Prism cannot.
+_LISTERS = {"stripe": _stripe_refunds}
 
 
 def _money(amount: Money):
