@@ -32,6 +32,13 @@ def known_provider_names() -> list[str]:
     return sorted(set(_CLASSES) | prism)
 
 
+def provider_label(name: str) -> str:
+    """How pages name a provider: "Stripe", "Robokassa", "Stripe via Prism"."""
+    if name.startswith(PRISM_PREFIX):
+        return f"{name.removeprefix(PRISM_PREFIX).replace('_', ' ').title()} via Prism"
+    return name.capitalize()
+
+
 def provider_names() -> list[str]:
     """The enabled providers, in the order configured."""
     known = known_provider_names()

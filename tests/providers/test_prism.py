@@ -4,9 +4,11 @@ in time, the async SDK driven from sync code (one loop per thread, also under a 
 and no raw connector response in what we keep."""
 
 import asyncio
+import json
 import threading
 
 import pytest
+from django.urls import reverse
 
 from refunds.checks import providers_configured
 from refunds.providers import get_provider, provider_class
@@ -129,3 +131,30 @@ def test_one_loop_per_thread_reused_and_calls_from_async_code(stripe_sandbox, st
     prism_runtime.close_thread_runtime()
     assert loop.is_closed()
     assert adapter.get_payment(connector_transaction_id=txn).amount == Money(3_000, "USD")  # a new loop
+
+
+def test_the_support_form_looks_up_and_files_with_an_enabled_prism_connector(client, agent, stripe_sandbox):
+    txn = stripe_sandbox.create_payment(4_200)
+    client.force_login(agent)
+
+    page = client.get(reverse("refund-new"), {"provider": "prism_stripe", "connector_transaction_id": txn})
+
+    html = page.content.decode()
+    assert '<option value="prism_stripe"' in html and "Stripe via Prism" in html
+    assert "42.00 USD" in html and page.context["form"] is not None
+
+
+def test_the_api_takes_prism_only_when_enabled(settings, api, agent, stripe_sandbox):
+    txn = stripe_sandbox.create_payment(4_200)
+    body = {"merchant_refund_id": "prism-api-1", "provider": "prism_stripe", "connector_transaction_id": txn,
+            "amount": {"minor_amount": 1_000, "currency": "USD"}}
+    schema = api(agent).get("/api/schema/", {"format": "json"}).json()
+    assert "prism_stripe" in json.dumps(schema)
+
+    settings.REFUND_PROVIDERS = ["stripe", "robokassa"]
+    refused = api(agent).post("/api/refunds/", body, format="json")
+    assert refused.status_code == 400 and "unknown_provider" in refused.content.decode()
+
+    settings.REFUND_PROVIDERS = ["stripe", "robokassa", "prism_stripe"]
+    filed = api(agent).post("/api/refunds/", body, format="json")
+    assert filed.status_code == 201 and filed.json()["provider"] == "prism_stripe"
