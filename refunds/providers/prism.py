@@ -250,7 +250,17 @@ class PrismProvider(RefundProvider):
         request = payments.RefundServiceGetRequest(
             connector_transaction_id=connector_transaction_id, connector_refund_id=connector_refund_id
         )
-        response = self._call("RefundClient", "refund_get", request)
+        try:
+            response = self._call("RefundClient", "refund_get", request)
+        except TransientProviderError as error:
+            # Prism cannot read some final states (Stripe's `canceled`); the lister can.
+            if error.code != "response_deserialization_failed" or not self.lists_refunds or not connector_transaction_id:
+                raise
+            listed = self.list_refunds(connector_transaction_id=connector_transaction_id)
+            found = [result for result in listed if result.connector_refund_id == connector_refund_id]
+            if not found:
+                raise
+            return found[0]
         return self._result(response, connector_transaction_id, fallback=None, connector_refund_id=connector_refund_id)
 
     def get_payment(self, *, connector_transaction_id: str) -> PaymentInfo:

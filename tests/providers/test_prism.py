@@ -13,7 +13,7 @@ from django.urls import reverse
 from refunds.checks import providers_configured
 from refunds.providers import get_provider, provider_class
 from refunds.providers import prism_runtime
-from refunds.providers.base import Money, PermanentProviderError, TransientProviderError
+from refunds.providers.base import Money, PermanentProviderError, ProviderRefundStatus, TransientProviderError
 from tests.fixtures.prism import prism_sdk_or_skip
 
 
@@ -158,3 +158,16 @@ def test_the_api_takes_prism_only_when_enabled(settings, api, agent, stripe_sand
     settings.REFUND_PROVIDERS = ["stripe", "robokassa", "prism_stripe"]
     filed = api(agent).post("/api/refunds/", body, format="json")
     assert filed.status_code == 201 and filed.json()["provider"] == "prism_stripe"
+
+
+def test_a_refund_canceled_at_stripe_is_read_although_prism_cannot(stripe_sandbox):
+    """Prism 0.6.0 cannot deserialise Stripe's `canceled` refund; the adapter reads it from the
+    payment's refunds instead of polling a refund that will never change."""
+    adapter = get_provider("prism_stripe")
+    txn = stripe_sandbox.create_payment(3_000, behavior="stay_pending")
+    created = refund(adapter, txn, 1_000)
+
+    stripe_sandbox.settle(created.connector_refund_id, "canceled")
+    final = adapter.get_refund(connector_refund_id=created.connector_refund_id, connector_transaction_id=txn)
+
+    assert (final.status, final.amount) == (ProviderRefundStatus.CANCELED, Money(1_000, "USD"))
