@@ -108,13 +108,26 @@ def _env_name(connector: str, field: str) -> str:
     return f"PRISM_{connector.upper()}_{field.upper()}"
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+def _field_value(connector: str, field: str, value: str):
+    """An environment string as the config field's type: a secret, a flag, a number or text."""
+    descriptor = payments.ConnectorSpecificConfig.DESCRIPTOR.fields_by_name[connector].message_type.fields_by_name[field]
+    if descriptor.message_type is not None and descriptor.message_type.name == "SecretString":
+        return payments.SecretString(value=value)
+    if descriptor.type == descriptor.TYPE_BOOL:
+        return value.strip().lower() in _TRUE
+    if descriptor.cpp_type in (descriptor.CPPTYPE_INT32, descriptor.CPPTYPE_INT64, descriptor.CPPTYPE_UINT32,
+                               descriptor.CPPTYPE_UINT64):
+        return int(value)
+    if field == "base_url" and value and not value.endswith("/"):
+        value += "/"  # Prism appends paths to it as they are
+    return value
+
+
 def _connector_config(connector: str, values: dict[str, str]):
-    fields = config_fields(connector)
-    kwargs = {}
-    for field, value in values.items():
-        if field == "base_url" and value and not value.endswith("/"):
-            value += "/"  # Prism appends paths to it as they are
-        kwargs[field] = payments.SecretString(value=value) if fields[field] else value
+    kwargs = {field: _field_value(connector, field, value) for field, value in values.items()}
     config_class = getattr(payments, payments.ConnectorSpecificConfig.DESCRIPTOR.fields_by_name[connector].message_type.name)
     return payments.ConnectorSpecificConfig(**{connector: config_class(**kwargs)})
 
@@ -173,14 +186,17 @@ class PrismProvider(RefundProvider):
         if unknown:
             return [f"{', '.join(unknown)} is not a setting of Prism's {cls.connector} connector (it takes {names})."]
         problems = []
-        if settings.PRISM_ENVIRONMENT not in payments.Environment.keys():
-            problems.append(f"PRISM_ENVIRONMENT must be one of {', '.join(payments.Environment.keys())}.")
+        if settings.PRISM_ENVIRONMENT not in ("SANDBOX", "PRODUCTION"):
+            problems.append("PRISM_ENVIRONMENT must be SANDBOX or PRODUCTION.")
         if settings.PRISM_TIMEOUT_SECONDS <= 0:
             problems.append("PRISM_TIMEOUT_SECONDS must be positive.")
         if not any(values.get(field) for field, secret in fields.items() if secret):
             problems.append(f"no credentials: set {names} as Prism's {cls.connector} connector needs.")
         elif not problems:
-            problems += cls._offline_problems(values, settings.PRISM_ENVIRONMENT, names)
+            try:
+                problems += cls._offline_problems(values, settings.PRISM_ENVIRONMENT, names)
+            except (TypeError, ValueError) as error:  # a value the field's type cannot hold
+                problems.append(f"a PRISM_{cls.connector.upper()}_* value does not fit Prism's config: {error}")
         return problems
 
     @classmethod

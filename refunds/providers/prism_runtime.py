@@ -37,6 +37,16 @@ class _Runtime:
     def close(self) -> None:
         if self.loop.is_closed():
             return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._close_here()
+        # This thread runs another loop (async code, Playwright's): ours is closed elsewhere.
+        closer = threading.Thread(target=self._close_here, name="prism-close")
+        closer.start()
+        closer.join(timeout=10)
+
+    def _close_here(self) -> None:
         for client in self.clients.values():
             try:
                 self.loop.run_until_complete(asyncio.wait_for(client.close(), 5))

@@ -4,6 +4,7 @@ in time, the async SDK driven from sync code (one loop per thread, also under a 
 and no raw connector response in what we keep."""
 
 import asyncio
+import concurrent.futures
 import json
 import threading
 
@@ -58,6 +59,17 @@ def test_a_connector_lacking_a_credential_is_refused_at_start_up(settings):
     assert config_errors(settings) == []
 
 
+def test_flags_in_a_connector_config_are_read_from_the_environment(settings):
+    settings.REFUND_PROVIDERS = [*settings.REFUND_PROVIDERS, "prism_cybersource"]
+    settings.PRISM_CONNECTORS = {**settings.PRISM_CONNECTORS, "cybersource": {
+        "api_key": "key", "merchant_account": "shop", "api_secret": "c2VjcmV0", "disable_avs": "true"}}
+    assert config_errors(settings) == []
+
+    cls = provider_class("prism_cybersource")
+    adapter = cls(values=settings.PRISM_CONNECTORS["cybersource"], environment="SANDBOX", timeout=1)
+    assert adapter._config.connector_config.cybersource.disable_avs is True
+
+
 def test_a_connector_prism_does_not_have_is_named(settings):
     settings.REFUND_PROVIDERS = [*settings.REFUND_PROVIDERS, "prism_nosuchpsp"]
     [problem] = config_errors(settings)
@@ -106,18 +118,35 @@ def test_errors_keep_no_raw_connector_response(stripe_sandbox, stripe_sandbox_cl
     assert "invalid_request_error" not in kept and "{" not in kept
 
 
-def test_one_loop_per_thread_reused_and_calls_from_async_code(stripe_sandbox, stripe_sandbox_clean):
+def in_a_thread(work):
+    """work() in a thread of its own, which runs no loop (the test's own thread may: Playwright's)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(work).result(timeout=60)
+
+
+def test_one_loop_per_thread_reused_and_closed(stripe_sandbox, stripe_sandbox_clean):
     adapter = get_provider("prism_stripe")
     txn = stripe_sandbox.create_payment(3_000)
-    adapter.get_payment(connector_transaction_id=txn)
-    loop = prism_runtime._local.runtime.loop
-    adapter.get_payment(connector_transaction_id=txn)
-    assert prism_runtime._local.runtime.loop is loop and not loop.is_closed()
+
+    def twice_then_close():
+        adapter.get_payment(connector_transaction_id=txn)
+        loop = prism_runtime._local.runtime.loop
+        adapter.get_payment(connector_transaction_id=txn)
+        reused = prism_runtime._local.runtime.loop is loop and not loop.is_closed()
+        prism_runtime.close_thread_runtime()
+        return reused, loop.is_closed(), adapter.get_payment(connector_transaction_id=txn).amount
+
+    assert in_a_thread(twice_then_close) == (True, True, Money(3_000, "USD"))
+
+
+def test_calls_from_async_code_and_from_many_threads(stripe_sandbox, stripe_sandbox_clean):
+    adapter = get_provider("prism_stripe")
+    txn = stripe_sandbox.create_payment(3_000)
 
     async def from_async_code():
         return adapter.get_payment(connector_transaction_id=txn)
 
-    assert asyncio.run(from_async_code()).amount == Money(3_000, "USD")
+    assert in_a_thread(lambda: asyncio.run(from_async_code())).amount == Money(3_000, "USD")
 
     seen = []
     threads = [threading.Thread(target=lambda: seen.append(adapter.get_payment(connector_transaction_id=txn).amount))
@@ -127,10 +156,6 @@ def test_one_loop_per_thread_reused_and_calls_from_async_code(stripe_sandbox, st
     for thread in threads:
         thread.join(timeout=30)
     assert seen == [Money(3_000, "USD")] * 3
-
-    prism_runtime.close_thread_runtime()
-    assert loop.is_closed()
-    assert adapter.get_payment(connector_transaction_id=txn).amount == Money(3_000, "USD")  # a new loop
 
 
 def test_the_support_form_looks_up_and_files_with_an_enabled_prism_connector(client, agent, stripe_sandbox):
