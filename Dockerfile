@@ -1,6 +1,8 @@
 # Two images from one file. The default (last) stage, `production`, installs requirements.txt
 # and copies only the app: no devtools, bench or tests. `dev` (docker-compose.yml's demo)
 # adds the dev requirements and devtools for the Stripe sandbox.
+# The base is Debian 13 (glibc 2.41): pip installs hyperswitch-prism's official manylinux_2_39
+# wheel as is. On an older glibc, bin/_env builds a compatible wheel (devtools/prism_wheel.py).
 FROM python:3.11-slim AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app

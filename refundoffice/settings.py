@@ -10,6 +10,7 @@ falling back to the development values. REFUNDOFFICE_DEV_DEFAULTS also installs 
 (devtools.demo: `manage.py seed_demo`), which production never imports.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -294,11 +295,31 @@ ROBOKASSA_API_BASE = env.str("ROBOKASSA_API_BASE", default="http://127.0.0.1:843
 # The hash the shop chose in Robokassa's technical settings; it signs OpStateExt lookups.
 ROBOKASSA_SIGNATURE_ALGORITHM = env.str("ROBOKASSA_SIGNATURE_ALGORITHM", default="MD5")
 ROBOKASSA_TIMEOUT_SECONDS = env.float("ROBOKASSA_TIMEOUT_SECONDS", default=15.0)
+# Hyperswitch Prism (refunds/providers/prism.py): each prism_<connector> in REFUND_PROVIDERS
+# reaches that connector through Prism's SDK, configured by PRISM_<CONNECTOR>_<FIELD>, the
+# fields of Prism's config for it (PRISM_STRIPE_API_KEY, PRISM_STRIPE_BASE_URL, ...);
+# `manage.py check` names what is missing. PRISM_ENVIRONMENT: SANDBOX or PRODUCTION.
+PRISM_ENVIRONMENT = env.str("PRISM_ENVIRONMENT", default="SANDBOX" if (DEBUG or DEV_DEFAULTS) else "PRODUCTION")
+PRISM_TIMEOUT_SECONDS = env.float("PRISM_TIMEOUT_SECONDS", default=15.0)
+
+
+def _prism_connector_settings(connector: str) -> dict[str, str]:
+    prefix = f"PRISM_{connector.upper()}_"
+    return {
+        key.removeprefix(prefix).lower(): value
+        for key, value in os.environ.items()
+        if key.startswith(prefix) and key != f"{prefix}RATE_LIMIT_PER_SECOND"
+    }
+
+
+_PRISM_CONNECTORS = [name.removeprefix("prism_") for name in REFUND_PROVIDERS if name.startswith("prism_")]
+PRISM_CONNECTORS = {connector: _prism_connector_settings(connector) for connector in _PRISM_CONNECTORS}
 # Requests a second to each provider, shared by all processes (Stripe allows 25 in test mode,
 # 100 live). 0 turns the limit off.
 PROVIDER_RATE_LIMITS = {
     "stripe": env.float("STRIPE_RATE_LIMIT_PER_SECOND", default=25.0),
     "robokassa": env.float("ROBOKASSA_RATE_LIMIT_PER_SECOND", default=5.0),
+    **{f"prism_{c}": env.float(f"PRISM_{c.upper()}_RATE_LIMIT_PER_SECOND", default=25.0) for c in _PRISM_CONNECTORS},
 }
 # How long a worker waits for a free slot before retrying the task later.
 PROVIDER_RATE_MAX_WAIT_SECONDS = env.float("PROVIDER_RATE_MAX_WAIT_SECONDS", default=2.0)

@@ -7,13 +7,13 @@ from django.forms.utils import ErrorList
 
 from refunds.models import ReasonCode
 from refunds.money import Money, MoneyParseError, format_minor, money_parse
-from refunds.providers import default_provider_name, provider_names
+from refunds.providers import default_provider_name, provider_label, provider_names
 from refunds.providers.base import LineItem
 from refunds.text import MERCHANT_REFUND_ID, TRANSACTION_ID
 
 
 def _provider_choices():
-    return [(name, name.capitalize()) for name in provider_names()]
+    return [(name, provider_label(name)) for name in provider_names()]
 
 
 class PaymentLookupForm(forms.Form):

@@ -31,6 +31,10 @@ def _provider_settings(settings, stripe_sandbox, robokassa_sandbox):
     settings.ROBOKASSA_PASSWORD3 = robokassa_sandbox.password3
     settings.ROBOKASSA_SIGNATURE_ALGORITHM = "MD5"
     settings.ROBOKASSA_TIMEOUT_SECONDS = 3
+    # Prism's Stripe connector against the same sandbox, for tests that enable prism_stripe.
+    settings.PRISM_CONNECTORS = {"stripe": {"api_key": stripe_sandbox.api_key, "base_url": stripe_sandbox.base_url + "/"}}
+    settings.PRISM_ENVIRONMENT = "SANDBOX"
+    settings.PRISM_TIMEOUT_SECONDS = 3
     settings.SLACK_WEBHOOK_URL = ""
     settings.SLACK_LOG_MESSAGES = False
 

@@ -2,6 +2,9 @@
 
 Which providers exist is code (`_CLASSES`); which are enabled is configuration
 (`settings.REFUND_PROVIDERS`). A provider that is not enabled is unknown to every caller.
+Hyperswitch Prism's connectors are providers named `prism_<connector>` (refunds/providers/prism.py):
+prism_stripe is always known (it is exercised against the Stripe sandbox); any other is known
+once REFUND_PROVIDERS names it, and its configuration check says whether Prism has it.
 """
 
 from importlib import import_module
@@ -19,16 +22,27 @@ class UnknownProvider(LookupError):
 _CLASSES = {
     "stripe": "refunds.providers.stripe:StripeProvider",
     "robokassa": "refunds.providers.robokassa:RobokassaProvider",
+    "prism_stripe": "refunds.providers.prism:PrismProvider",
 }
+PRISM_PREFIX = "prism_"
 
 
 def known_provider_names() -> list[str]:
-    return sorted(_CLASSES)
+    prism = {name for name in settings.REFUND_PROVIDERS if name.startswith(PRISM_PREFIX) and len(name) > len(PRISM_PREFIX)}
+    return sorted(set(_CLASSES) | prism)
+
+
+def provider_label(name: str) -> str:
+    """How pages name a provider: "Stripe", "Robokassa", "Stripe via Prism"."""
+    if name.startswith(PRISM_PREFIX):
+        return f"{name.removeprefix(PRISM_PREFIX).replace('_', ' ').title()} via Prism"
+    return name.capitalize()
 
 
 def provider_names() -> list[str]:
     """The enabled providers, in the order configured."""
-    return [name for name in settings.REFUND_PROVIDERS if name in _CLASSES]
+    known = known_provider_names()
+    return [name for name in settings.REFUND_PROVIDERS if name in known]
 
 
 def default_provider_name() -> str:
@@ -51,6 +65,9 @@ def default_sales_provider_name() -> str:
 def provider_class(name: str) -> type[RefundProvider]:
     if name not in provider_names():
         raise UnknownProvider(name)
+    if name.startswith(PRISM_PREFIX):
+        # One adapter class for every Prism connector, specialised by connector name.
+        return import_module("refunds.providers.prism").provider_class(name.removeprefix(PRISM_PREFIX))
     module, _, cls = _CLASSES[name].partition(":")
     return getattr(import_module(module), cls)
 

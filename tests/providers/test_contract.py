@@ -19,6 +19,7 @@ import pytest
 from django.utils import timezone
 
 from refunds.providers import get_provider, known_provider_names, provider_class
+from tests.fixtures.prism import prism_sdk_or_skip
 from refunds.providers.base import (
     LineItem,
     Money,
@@ -75,7 +76,23 @@ def _robokassa(robokassa_sandbox) -> Harness:
     )
 
 
-HARNESSES = {"stripe": ("stripe_sandbox", _stripe), "robokassa": ("robokassa_sandbox", _robokassa)}
+def _prism_stripe(stripe_sandbox) -> Harness:
+    """Hyperswitch Prism's Stripe connector, pointed at the same sandbox (tests/conftest.py)."""
+    prism_sdk_or_skip()
+    return Harness(**{**vars(_stripe(stripe_sandbox)), "name": "prism_stripe"})
+
+
+HARNESSES = {
+    "stripe": ("stripe_sandbox", _stripe),
+    "robokassa": ("robokassa_sandbox", _robokassa),
+    "prism_stripe": ("stripe_sandbox", _prism_stripe),
+}
+
+
+@pytest.fixture(autouse=True)
+def _prism_enabled(settings):
+    """Prism's Stripe connector is enabled next to the others (its settings: tests/conftest.py)."""
+    settings.REFUND_PROVIDERS = [*settings.REFUND_PROVIDERS, "prism_stripe"]
 
 
 def test_every_provider_has_a_harness():
@@ -99,6 +116,8 @@ def lists_refunds(adapter) -> bool:
 
 @pytest.mark.parametrize("name", sorted(HARNESSES))
 def test_capabilities_are_declared_on_the_protocol_with_defaults(name):
+    if name.startswith("prism_"):
+        prism_sdk_or_skip()
     cls = provider_class(name)
     assert RefundProvider in cls.__mro__  # subclassed, so the defaults below are inherited
     for capability, kind in CAPABILITIES.items():
