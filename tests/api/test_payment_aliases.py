@@ -42,7 +42,7 @@ def test_an_over_refund_across_both_ids_is_refused_at_intake(api, agent, stripe_
     assert first.status_code == 201, first.json()
     assert second.status_code == 422, second.json()
     assert second.json()["error"]["code"] == "amount_exceeds_refundable"
-    assert "exceeds what remains refundable on the payment (2000)" in second.json()["error"]["message"]
+    assert "exceeds what remains refundable on the payment (20.00 USD)" in second.json()["error"]["message"]
     [payment] = Payment.objects.all()
     assert payment.connector_transaction_id == pi
     assert list(payment.aliases.values_list("connector_transaction_id", flat=True)) == [ch]
