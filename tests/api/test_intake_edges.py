@@ -231,3 +231,27 @@ def test_items_without_an_amount_are_the_amount(api, agent, robokassa_sandbox):
 
     assert response.status_code == 201, response.json()
     assert response.json()["amount"] == {"minor_amount": 3_000, "currency": "RUB"}
+
+
+def test_a_replay_with_its_metadata_in_another_order_is_the_same_request(api, agent, stripe_sandbox):
+    pi = stripe_sandbox.create_payment(10_000)
+    client = api(agent)
+    first = client.post("/api/refunds/", body(pi, metadata={"ticket": "ZD-1", "channel": "chat"}), format="json")
+
+    again = client.post("/api/refunds/", body(pi, metadata={"channel": "chat", "ticket": "ZD-1"}), format="json")
+
+    assert (first.status_code, again.status_code) == (201, 200)
+
+
+def test_another_reason_code_or_other_items_is_another_request(api, agent, stripe_sandbox, robokassa_sandbox):
+    pi = stripe_sandbox.create_payment(10_000)
+    client = api(agent)
+    client.post("/api/refunds/", body(pi, reason_code="duplicate_charge"), format="json")
+    invoice_id = robokassa_sandbox.create_payment(10_000)
+    by_items = {"merchant_refund_id": "by-items", "provider": "robokassa", "connector_transaction_id": invoice_id}
+    client.post("/api/refunds/", {**by_items, "items": [{**ITEM, "quantity": 2}]}, format="json")
+
+    other_code = client.post("/api/refunds/", body(pi, reason_code="goodwill"), format="json")
+    other_items = client.post("/api/refunds/", {**by_items, "items": [{**ITEM, "name": "Cup"}, ITEM]}, format="json")
+
+    assert (other_code.status_code, other_items.status_code) == (409, 409)
