@@ -37,7 +37,7 @@ def reload(page):
     try:
         page.reload()
     except PlaywrightError as error:
-        if "Not attached to an active page" not in str(error) and "interrupted" not in str(error):
+        if not any(sign in str(error) for sign in ("Not attached to an active page", "interrupted", "ERR_ABORTED")):
             raise
 
 
