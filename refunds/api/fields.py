@@ -272,8 +272,9 @@ class PageField(ApiField):
     def run_validation(self, data=empty):
         if data is empty:
             return self.get_default()
-        if not (isinstance(data, str) and data.isascii() and data.isdigit() and int(data) >= 1):
-            # DRF reads an empty page as the first: say what is wrong instead.
+        # At most 18 digits: int() refuses past 4,300 (a ValueError, a 500 before this check), and
+        # no list has that many pages. DRF reads an empty page as the first: say what is wrong instead.
+        if not (isinstance(data, str) and data.isascii() and data.isdigit() and len(data) <= 18 and int(data) >= 1):
             self.reject("invalid")
         return int(data)
 

@@ -75,7 +75,8 @@ class RefundListCreate(ListAPIView):
     @extend_schema(**schema.CREATE_REFUND)
     def post(self, request):
         length = request.META.get("CONTENT_LENGTH") or "0"
-        if not length.isdigit() or int(length) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+        # Digits only, and few enough for int() (it refuses past 4,300 digits).
+        if not length.isdigit() or len(length) > 18 or int(length) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
             return Response(error_body("payload_too_large", "The request body is too large."), status=413)
         fields = _valid(RefundCreateSerializer, request.data)
         refund, created = intake.refund_request_create(requested_by=request.user, **fields)
