@@ -49,9 +49,6 @@ class SuperuserOnlyMixin(SecondFactorForWritesMixin):
 
 @admin.register(AutoApproveThreshold)
 class AutoApproveThresholdAdmin(SuperuserOnlyMixin, admin.ModelAdmin):
-    class Media:
-        css = {"all": ["refunds/admin-money.css"]}  # money columns right-aligned, never wrapped
-
     list_display = ("currency", "as_money")
 
     @admin.display(description="Threshold", ordering="max_minor_amount")
@@ -61,9 +58,6 @@ class AutoApproveThresholdAdmin(SuperuserOnlyMixin, admin.ModelAdmin):
 
 @admin.register(ApproverLimit)
 class ApproverLimitAdmin(SuperuserOnlyMixin, admin.ModelAdmin):
-    class Media:
-        css = {"all": ["refunds/admin-money.css"]}  # money columns right-aligned, never wrapped
-
     list_display = ("holder", "currency_or_any", "as_money")
     list_select_related = ("user", "group")
     autocomplete_fields = ("user",)

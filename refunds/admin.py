@@ -240,9 +240,6 @@ CURRENCY_FILTER = loose_distinct_filter("currency", "currency")
 
 @admin.register(RefundRequest)
 class RefundRequestAdmin(ResolveByHandMixin, admin.ModelAdmin):
-    class Media:
-        css = {"all": ["refunds/admin-money.css"]}  # money columns right-aligned, never wrapped
-
     list_display = (
         "merchant_refund_id",
         "status_badge",
@@ -340,9 +337,6 @@ class RefundLogAdmin(VisibleRowsMixin, ReadOnlyMixin, admin.ModelAdmin):
 @admin.register(Payment)
 class PaymentAdmin(VisibleRowsMixin, ReadOnlyMixin, admin.ModelAdmin):
     visible_to = payments_visible_to
-
-    class Media:
-        css = {"all": ["refunds/admin-money.css"]}  # money columns right-aligned, never wrapped
 
     list_display = ("connector_transaction_id", "provider", "amount", "refunded", "status", "product", "synced_at")
     list_filter = ("provider", "currency")

@@ -10,21 +10,14 @@ from refunds.money import Money
 from refunds.providers.robokassa import RobokassaProvider
 from refunds.services import intake
 from tests import factories
+from tests.api.test_intake import body as intake_body
 
 pytestmark = pytest.mark.django_db
 
 
 def body(pi, **overrides):
-    data = {
-        "merchant_refund_id": f"edge-{pi}",
-        "connector_transaction_id": pi,
-        "amount": {"minor_amount": 2500, "currency": "USD"},
-        "reason": "Customer returned the item",
-        "metadata": {"ticket": "ZD-1001"},
-        "product": "Blue mug",
-    }
-    data.update(overrides)
-    return data
+    """test_intake's request body, with this module's merchant_refund_id."""
+    return intake_body(pi, **{"merchant_refund_id": f"edge-{pi}", **overrides})
 
 
 def test_the_request_is_logged_with_its_amount_payment_and_verification(api, agent, stripe_sandbox,

@@ -13,6 +13,7 @@ from refunds.services import execution
 from refunds.tasks import refund_submit_task
 from tests import factories
 from tests.fixtures.worker import FAST_CLOCKS, WorkerProcess, wait_until
+from tests.integration.waiting import wait_for_status
 from tests.markers import needs_row_locks
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -47,14 +48,6 @@ def since(stripe_sandbox, before: dict) -> dict:
 
 def logged(refund, event):
     return list(refund.logs.filter(event=event).order_by("pk"))
-
-
-def wait_for_status(merchant_refund_id, status, timeout=60):
-    def current():
-        return RefundRequest.objects.filter(merchant_refund_id=merchant_refund_id).values_list("status", flat=True).first()
-
-    wait_until(lambda: current() == status, timeout=timeout, message=f"{merchant_refund_id} -> {status} (now {current()})")
-    return RefundRequest.objects.get(merchant_refund_id=merchant_refund_id)
 
 
 def threaded(fn, items, workers=20):

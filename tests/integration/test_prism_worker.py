@@ -8,6 +8,7 @@ import pytest
 from refunds.models import RefundLog, RefundRequest, RefundStatus
 from tests.fixtures.prism import prism_sdk_or_skip
 from tests.fixtures.worker import wait_until
+from tests.integration.waiting import status_of, wait_for_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -29,16 +30,6 @@ def file_refund(client, pi, merchant_refund_id, minor_amount):
 
 def sandbox_refunds(stripe_sandbox, pi):
     return list(stripe_sandbox.client().v1.refunds.list(params={"payment_intent": pi}).auto_paging_iter())
-
-
-def status_of(merchant_refund_id):
-    return RefundRequest.objects.filter(merchant_refund_id=merchant_refund_id).values_list("status", flat=True).first()
-
-
-def wait_for_status(merchant_refund_id, status, timeout=60):
-    wait_until(lambda: status_of(merchant_refund_id) == status, timeout=timeout,
-               message=f"{merchant_refund_id} -> {status} (now {status_of(merchant_refund_id)})")
-    return RefundRequest.objects.get(merchant_refund_id=merchant_refund_id)
 
 
 def test_the_worker_executes_a_prism_refund_once(live_worker, api, agent, stripe_sandbox, stripe_sandbox_clean):

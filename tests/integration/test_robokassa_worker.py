@@ -4,8 +4,8 @@ a worker process against the Robokassa emulator over HTTP; and a Create whose ou
 
 import pytest
 
-from refunds.models import RefundLog, RefundRequest, RefundStatus
-from tests.fixtures.worker import wait_until
+from refunds.models import RefundLog, RefundStatus
+from tests.integration.waiting import wait_for_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -23,16 +23,6 @@ def file_refund(client, invoice_id, merchant_refund_id, minor_amount):
 
 def create_calls(robokassa_sandbox) -> int:
     return robokassa_sandbox.stats()["by_endpoint"].get(f"POST {CREATE}", 0)
-
-
-def status_of(merchant_refund_id):
-    return RefundRequest.objects.filter(merchant_refund_id=merchant_refund_id).values_list("status", flat=True).first()
-
-
-def wait_for_status(merchant_refund_id, status, timeout=60):
-    wait_until(lambda: status_of(merchant_refund_id) == status, timeout=timeout,
-               message=f"{merchant_refund_id} -> {status} (now {status_of(merchant_refund_id)})")
-    return RefundRequest.objects.get(merchant_refund_id=merchant_refund_id)
 
 
 def test_the_worker_executes_and_polls_a_robokassa_refund_to_success(live_worker, api, agent, robokassa_sandbox,

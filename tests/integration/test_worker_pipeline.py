@@ -5,12 +5,9 @@ import pytest
 
 from refunds.models import RefundRequest, RefundStatus, WebhookEvent
 from tests.fixtures.worker import wait_until
+from tests.integration.waiting import status_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def status_of(merchant_refund_id):
-    return RefundRequest.objects.filter(merchant_refund_id=merchant_refund_id).values_list("status", flat=True).first()
 
 
 def final_status(merchant_refund_id, expected, timeout=45):
