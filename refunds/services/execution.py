@@ -210,6 +210,10 @@ def _claim_for_submit(refund_id: int) -> RefundRequest | None:
     with transaction.atomic():
         refund = RefundRequest.objects.select_for_update(of=("self",)).get(pk=refund_id)
         attempts = refund.submit_attempts + 1
+        if attempts > settings.REFUND_SUBMIT_MAX_ATTEMPTS:
+            # The budget is spent: the last attempt's failure hands the refund to a person. A
+            # dispatcher sweep after a lapsed lease must not add a call beyond it.
+            return None
         if refund.status == RefundStatus.APPROVED:
             refund = refund_transition(
                 refund_id=refund_id,
