@@ -31,13 +31,15 @@ def _auto_approved_minor(refunds, *, exclude_refund_id: int, since=None) -> int:
     return counted.exclude(pk=exclude_refund_id).aggregate(total=Sum("amount_minor"))["total"] or 0
 
 
-def auto_approve_refusal(*, refund: RefundRequest) -> str:
+def auto_approve_refusal(*, refund: RefundRequest, threshold: int | None = None) -> str:
     """Why `refund` may not be approved at once ("" when it may). The threshold bounds the sum
     of auto-approved refunds on the refund's payment, this one included; with
     REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY also those of the payment's customer today (business
-    day). The caller holds the payment's row lock (and the customer's), so the sums are current."""
+    day). The caller holds the payment's row lock (and the customer's), so the sums are current.
+    `threshold`: the currency's, when the caller has just read it."""
     currency, amount = refund.currency, refund.amount_minor
-    threshold = auto_approve_threshold(currency)
+    if threshold is None:
+        threshold = auto_approve_threshold(currency)
     over = f"over the {format_minor(threshold, currency)} threshold"
     if amount > threshold:
         return f"{format_minor(amount, currency)} is {over}"

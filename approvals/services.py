@@ -45,17 +45,24 @@ def _customer_lock(*, provider: str, customer: str) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest[:8], "big", signed=True)])
 
 
-def refund_auto_approve(*, refund: RefundRequest) -> RefundRequest:
+def refund_auto_approve(
+    *, refund: RefundRequest, payment: Payment | None = None, threshold: int | None = None,
+    refund_locked: bool = False,
+) -> RefundRequest:
     """Approve `refund` at once when the policy allows (approvals.policy.auto_approve_refusal),
     else leave it waiting for a finance manager with a note saying why. The sums are read under
-    the payment's row lock (intake holds it already), so concurrent small refunds on one payment
-    are judged one after another."""
-    threshold = auto_approve_threshold(refund.currency)
+    the payment's row lock, so concurrent small refunds on one payment are judged one after
+    another. `payment`: the refund's payment row when the caller already holds its lock in its
+    open transaction (intake does); `threshold`: the currency's, when the caller has just read it;
+    `refund_locked`: the caller made or locked the refund's row in its open transaction."""
+    if threshold is None:
+        threshold = auto_approve_threshold(refund.currency)
     with transaction.atomic():
-        payment = Payment.objects.select_for_update(of=("self",)).get(pk=refund.payment_id)
+        if payment is None or payment.pk != refund.payment_id:
+            payment = Payment.objects.select_for_update(of=("self",)).get(pk=refund.payment_id)
         if settings.REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY:
             _customer_lock(provider=payment.provider, customer=payment.customer)
-        refusal = auto_approve_refusal(refund=refund)
+        refusal = auto_approve_refusal(refund=refund, threshold=threshold)
         if refusal:
             refund_log_append(
                 refund=refund,
@@ -70,7 +77,12 @@ def refund_auto_approve(*, refund: RefundRequest) -> RefundRequest:
             comment=f"At or under the auto-approve threshold of "
             f"{format_minor(threshold, refund.currency, STORED_TEXT_LOCALE)}",
         )
-        return refund_mark_approved(refund_id=refund.pk, message="Auto-approved: at or under the threshold")
+        # The refund was made in the caller's transaction (intake), so nobody else holds or has
+        # changed its row: it is passed on as locked, not read again.
+        return refund_mark_approved(
+            refund_id=refund.pk, message="Auto-approved: at or under the threshold",
+            locked=refund if refund_locked else None,
+        )
 
 
 def refund_approve(*, refund_id: int, approver, comment: str = "") -> RefundRequest:

@@ -41,11 +41,13 @@ _PROVIDER_FINAL = {
 }
 
 
-def refund_mark_approved(*, refund_id: int, actor=None, message: str = "") -> RefundRequest:
-    """pending_approval → approved, and hand it to the worker. Called by approvals.services."""
+def refund_mark_approved(*, refund_id: int, actor=None, message: str = "", locked: RefundRequest | None = None) -> RefundRequest:
+    """pending_approval → approved, and hand it to the worker. Called by approvals.services.
+    `locked`: the row, when the caller holds its lock (refund_transition's `locked`)."""
     now = timezone.now()
     refund = refund_transition(
         refund_id=refund_id,
+        locked=locked,
         to_status=RefundStatus.APPROVED,
         actor=actor,
         message=message,
@@ -217,6 +219,7 @@ def _claim_for_submit(refund_id: int) -> RefundRequest | None:
         if refund.status == RefundStatus.APPROVED:
             refund = refund_transition(
                 refund_id=refund_id,
+                locked=refund,
                 to_status=RefundStatus.PROCESSING,
                 message=f"Submitting to {refund.provider}",
                 submitted_at=now,
@@ -307,6 +310,7 @@ def refund_record_provider_result(*, refund_id: int, result: RefundResult) -> Re
             }
         moved = refund_transition(
             refund_id=refund_id,
+            locked=refund,
             to_status=target,
             message=f"Provider reports {result.status}",
             allow_correction=correction,

@@ -10,7 +10,7 @@ import uuid
 
 from django.db import IntegrityError, transaction
 
-from approvals.policy import auto_approves
+from approvals.policy import auto_approve_threshold
 from approvals.services import refund_auto_approve
 from refunds import errors
 from refunds.models import RefundRequest, RefundStatus
@@ -149,8 +149,10 @@ def _refund_file(
         status=RefundStatus.PENDING_APPROVAL,
         **fields,
     )
-    if auto_approves(amount):
-        refund = refund_auto_approve(refund=refund)
+    threshold = auto_approve_threshold(amount.currency)
+    if amount.minor_amount <= threshold:
+        # Under the payment's lock, taken above: the policy counts the payment's other refunds.
+        refund = refund_auto_approve(refund=refund, payment=payment, threshold=threshold, refund_locked=True)
     return refund
 
 

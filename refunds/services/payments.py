@@ -33,17 +33,16 @@ class RefundSums:
 def payment_refund_sums(*, payment: Payment | None, exclude_refund_id: int | None = None) -> RefundSums:
     if payment is None:
         return RefundSums(0, 0)
-    ours = RefundRequest.objects.filter(payment=payment).exclude(pk=exclude_refund_id)
-    not_yet = (
-        ours.filter(status__in=OPEN_STATUSES, connector_refund_id="").aggregate(total=Sum("amount_minor"))["total"] or 0
+    # One statement for both sums (intake reads them under the payment's lock on every refund).
+    sums = (
+        RefundRequest.objects.filter(payment=payment, status__in=[*OPEN_STATUSES, RefundStatus.SUCCEEDED])
+        .exclude(pk=exclude_refund_id)
+        .aggregate(
+            not_yet=Sum("amount_minor", filter=Q(status__in=OPEN_STATUSES, connector_refund_id="")),
+            known=Sum("amount_minor", filter=~Q(connector_refund_id="")),
+        )
     )
-    known = (
-        ours.filter(status__in=[*OPEN_STATUSES, RefundStatus.SUCCEEDED])
-        .exclude(connector_refund_id="")
-        .aggregate(total=Sum("amount_minor"))["total"]
-        or 0
-    )
-    return RefundSums(not_yet_at_provider=not_yet, known_at_provider=known)
+    return RefundSums(not_yet_at_provider=sums["not_yet"] or 0, known_at_provider=sums["known"] or 0)
 
 
 def payment_refundable_remaining(*, payment: Payment, exclude_refund_id: int | None = None) -> int | None:
@@ -70,28 +69,40 @@ def payment_find(*, provider: str, connector_transaction_id: str) -> Payment | N
     return Payment.objects.filter(provider=provider, connector_transaction_id=connector_transaction_id).first()
 
 
+def _locked(payment: Payment, *, created: bool) -> Payment:
+    """The row under its lock: a row this transaction just inserted is locked by the insert and
+    current already; any other is locked and read again."""
+    if created:
+        return payment
+    return Payment.objects.select_for_update(of=("self",)).get(pk=payment.pk)
+
+
 def _payment_row(*, provider: str, connector_transaction_id: str, info: PaymentInfo | None) -> Payment:
-    """The payment's row, made when missing: keyed by the provider's canonical id when it
+    """The payment's row, locked, made when missing: keyed by the provider's canonical id when it
     answered, its other ids recorded as aliases, and rows made under those ids while it could not
     be asked (intake accepts unverified refunds) folded in: their refunds move to this row."""
     if info is None:
         found = payment_find(provider=provider, connector_transaction_id=connector_transaction_id)
         if found is not None:
-            return found
-        return Payment.objects.get_or_create(provider=provider, connector_transaction_id=connector_transaction_id)[0]
+            return _locked(found, created=False)
+        payment, created = Payment.objects.get_or_create(
+            provider=provider, connector_transaction_id=connector_transaction_id
+        )
+        return _locked(payment, created=created)
     canonical = info.connector_transaction_id or connector_transaction_id
     others = ({connector_transaction_id, *info.aliases}) - {canonical}
-    payment, _ = Payment.objects.get_or_create(provider=provider, connector_transaction_id=canonical)
-    payment = Payment.objects.select_for_update(of=("self",)).get(pk=payment.pk)
+    payment, created = Payment.objects.get_or_create(provider=provider, connector_transaction_id=canonical)
+    payment = _locked(payment, created=created)
     if others:
         strays = Payment.objects.select_for_update(of=("self",)).filter(
             provider=provider, connector_transaction_id__in=others
         ).order_by("pk")
         RefundRequest.objects.filter(payment__in=list(strays)).update(payment=payment)
-        for other in sorted(others):
-            PaymentAlias.objects.get_or_create(
-                provider=provider, connector_transaction_id=other, defaults={"payment": payment}
-            )
+        # An alias already recorded (for this payment, or first for another row) is kept as it is.
+        PaymentAlias.objects.bulk_create(
+            [PaymentAlias(payment=payment, provider=provider, connector_transaction_id=other) for other in sorted(others)],
+            ignore_conflicts=True,
+        )
     return payment
 
 
@@ -99,7 +110,6 @@ def payment_lock_and_refresh(*, provider: str, connector_transaction_id: str, in
     """Get (or create) and lock the payment row, whichever of its ids names it; refresh it from
     the provider's answer."""
     payment = _payment_row(provider=provider, connector_transaction_id=connector_transaction_id, info=info)
-    payment = Payment.objects.select_for_update(of=("self",)).get(pk=payment.pk)
     if info is not None:
         payment.amount_minor = info.amount.minor_amount
         payment.currency = info.amount.currency

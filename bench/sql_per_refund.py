@@ -1,0 +1,146 @@
+"""SQL statements, broker messages and in-process CPU per refund, from filing to `succeeded`.
+
+Run by hand (not a test). Everything runs in this one process, so it counts, and does not time
+concurrency: the real intake view (`POST /api/refunds/` through Django's test client, with an API
+token, the payment looked up at the Stripe sandbox over HTTP), then every task the app publishes,
+run one by one in publishing order the way a worker would run it (`Task.apply`), until nothing is
+left to run. Each statement is counted with `connection.execute_wrapper`, per phase (intake,
+each task by name); a "broker message" is one `apply_async` the app makes (the publish is
+recorded instead of sent, so no worker and no broker run). SAVEPOINT/RELEASE are counted
+separately; BEGIN/COMMIT are not SQL statements Django sends (psycopg opens the transaction) and
+are not counted.
+
+    .venv/bin/python bench/sql_per_refund.py                 # [--refunds 50] [--amount 2500] [--slack]
+
+`--amount 2500` is auto-approved (at or under the 5000 default threshold); `--slack` gives the app a
+Slack webhook URL (the sandbox's unused port: the posts fail fast), so the notification tasks are
+published as in production. Drops and recreates the database `refundoffice_bench_sql` and
+flushes Redis db 7.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import app_stack, create_payments, note, print_report, refund_body, stop_on_signals  # noqa: E402
+
+
+class StatementCounter:
+    """An execute_wrapper: counts the statements of the current phase."""
+
+    def __init__(self):
+        self.phase = "setup"
+        self.statements: collections.Counter = collections.Counter()
+        self.savepoints: collections.Counter = collections.Counter()
+        self.samples: dict[str, list[str]] = collections.defaultdict(list)
+
+    def __call__(self, execute, sql, params, many, context):
+        head = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
+        if head in ("SAVEPOINT", "RELEASE", "ROLLBACK"):
+            self.savepoints[self.phase] += 1
+        else:
+            self.statements[self.phase] += 1
+            if len(self.samples[self.phase]) < 60:
+                self.samples[self.phase].append(" ".join(sql.split())[:160])
+        return execute(sql, params, many, context)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--refunds", type=int, default=50)
+    parser.add_argument("--amount", type=int, default=2500, help="minor units (2500: auto-approved)")
+    parser.add_argument("--slack", action="store_true", help="publish the Slack notification tasks too")
+    parser.add_argument("--samples", action="store_true", help="print the first refund's statements")
+    args = parser.parse_args()
+    stop_on_signals()
+    extra = {"SLACK_WEBHOOK_URL": "http://127.0.0.1:9/slack"} if args.slack else {}
+    with app_stack("sql_per_refund", database="refundoffice_bench_sql", redis_db=7, **extra) as stack:
+        report = measure(stack, args)
+    print_report(report)
+
+
+def measure(stack, args) -> dict:
+    from celery.app.task import Task
+    from django.db import connection
+    from django.test import Client
+
+    from refunds.models import RefundRequest
+
+    payments = create_payments(stack.sandbox, args.refunds + 1, max(args.amount, 100))
+    published: collections.deque = collections.deque()
+
+    def record(self, args=None, kwargs=None, **options):
+        published.append((self.name, tuple(args or ()), dict(kwargs or {})))
+
+    counter = StatementCounter()
+    client = Client(HTTP_AUTHORIZATION=f"Token {stack.token}")
+    messages: collections.Counter = collections.Counter()
+    cpu: collections.Counter = collections.Counter()
+    statuses: collections.Counter = collections.Counter()
+    original = Task.apply_async
+    Task.apply_async = record
+    try:
+        with connection.execute_wrapper(counter):
+            for i, payment in enumerate(payments):
+                measured = i > 0  # the first refund warms caches and connections up
+                counter.phase = "intake" if measured else "warmup"
+                started = time.process_time()
+                body = refund_body(f"sql-{i}", payment, args.amount)
+                response = client.post("/api/refunds/", data=json.dumps(body), content_type="application/json")
+                assert response.status_code == 201, (response.status_code, response.content[:300])
+                if measured:
+                    cpu["intake"] += time.process_time() - started
+                while published:
+                    name, task_args, task_kwargs = published.popleft()
+                    short = name.rsplit(".", 1)[-1]
+                    if measured:
+                        messages[short] += 1
+                    counter.phase = short if measured else "warmup"
+                    started = time.process_time()
+                    stack_task(name).apply(args=task_args, kwargs=task_kwargs, throw=True)
+                    if measured:
+                        cpu[short] += time.process_time() - started
+                statuses[RefundRequest.objects.get(merchant_refund_id=f"sql-{i}").status] += 1
+    finally:
+        Task.apply_async = original
+    n = args.refunds
+    worker_phases = [phase for phase in counter.statements if phase not in ("setup", "warmup", "intake")]
+    per_refund = {phase: round(counter.statements[phase] / n, 2) for phase in ["intake", *worker_phases]}
+    report = {
+        "refunds": n,
+        "amount_minor": args.amount,
+        "slack": args.slack,
+        "final_statuses": dict(statuses),
+        "sql_statements_per_refund": per_refund,
+        "sql_statements_per_refund_worker_total": round(sum(counter.statements[p] for p in worker_phases) / n, 2),
+        "savepoint_statements_per_refund": {
+            phase: round(counter.savepoints[phase] / n, 2) for phase in ["intake", *worker_phases]
+        },
+        "broker_messages_per_refund": {name: round(count / n, 2) for name, count in messages.items()},
+        "broker_messages_per_refund_total": round(sum(messages.values()) / n, 2),
+        "cpu_ms_per_refund_in_process": {name: round(seconds * 1000 / n, 2) for name, seconds in cpu.items()},
+        "load_average": os.getloadavg(),
+        "note": "CPU is this process's (view + tasks + test client + SQL client side), not PostgreSQL's "
+        "or the sandbox's; indicative only: profile and timers are not the point of this script.",
+    }
+    if args.samples:
+        report["statements"] = {phase: counter.samples[phase] for phase in ["intake", *worker_phases]}
+    return report
+
+
+def stack_task(name: str):
+    from refundoffice.celery import app
+
+    return app.tasks[name]
+
+
+if __name__ == "__main__":
+    main()
