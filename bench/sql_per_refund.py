@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--amount", type=int, default=2500, help="minor units (2500: auto-approved)")
     parser.add_argument("--slack", action="store_true", help="publish the Slack notification tasks too")
     parser.add_argument("--samples", action="store_true", help="print the first refund's statements")
+    parser.add_argument("--fresh-clients", action="store_true",
+                        help="build the Stripe adapter (and its HTTP session) per call, as before adapters were reused")
     args = parser.parse_args()
     stop_on_signals()
     extra = {"SLACK_WEBHOOK_URL": "http://127.0.0.1:9/slack"} if args.slack else {}
@@ -74,6 +76,10 @@ def measure(stack, args) -> dict:
 
     from refunds.models import RefundRequest
 
+    if args.fresh_clients:
+        from refunds.providers.stripe import StripeProvider
+
+        StripeProvider.reusable = False
     payments = create_payments(stack.sandbox, args.refunds + 1, max(args.amount, 100))
     published: collections.deque = collections.deque()
 
@@ -118,6 +124,7 @@ def measure(stack, args) -> dict:
         "refunds": n,
         "amount_minor": args.amount,
         "slack": args.slack,
+        "fresh_clients": args.fresh_clients,
         "final_statuses": dict(statuses),
         "sql_statements_per_refund": per_refund,
         "sql_statements_per_refund_worker_total": round(sum(counter.statements[p] for p in worker_phases) / n, 2),

@@ -7,6 +7,7 @@ prism_stripe is always known (it is exercised against the Stripe sandbox); any o
 once REFUND_PROVIDERS names it, and its configuration check says whether Prism has it.
 """
 
+import os
 from importlib import import_module
 
 from django.conf import settings
@@ -72,5 +73,24 @@ def provider_class(name: str) -> type[RefundProvider]:
     return getattr(import_module(module), cls)
 
 
+# Adapters whose class says they may be reused (`reusable = True`: no per-call state, their
+# HTTP client keeps its connections per thread), one per process and provider name, so calls
+# reuse connections instead of opening one each. Keyed by process id too: a forked child never
+# shares its parent's sockets. Emptied whenever a setting changes (tests' overrides).
+_reused: dict[tuple[int, str], RefundProvider] = {}
+
+
 def get_provider(name: str) -> RefundProvider:
-    return provider_class(name).from_settings()
+    cls = provider_class(name)
+    if not getattr(cls, "reusable", False):
+        return cls.from_settings()
+    key = (os.getpid(), name)
+    adapter = _reused.get(key)
+    if adapter is None:
+        adapter = _reused[key] = cls.from_settings()
+    return adapter
+
+
+def providers_forget(**kwargs) -> None:
+    """Receiver of Django's `setting_changed`: adapters are rebuilt from the new settings."""
+    _reused.clear()

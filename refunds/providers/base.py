@@ -182,6 +182,9 @@ class RefundProvider(Protocol):
     # The provider honours `idempotency_key`: asking twice creates one refund. When False the
     # services look for a refund made by an earlier, unanswered call before creating again.
     idempotent_create: ClassVar[bool] = False
+    # One adapter may serve every call of a process (get_provider keeps it): it holds no per-call
+    # state and its HTTP client is safe across threads, so its connections are reused.
+    reusable: ClassVar[bool] = False
     # `list_refunds` answers (else it raises PermanentProviderError "lookup_unavailable").
     lists_refunds: ClassVar[bool] = False
     # `find_refund` answers: the provider can find a refund by our merchant_refund_id (Stripe: in

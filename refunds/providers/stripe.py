@@ -93,6 +93,8 @@ _TRANSACTION_ID = re.compile(r"^(pi|ch|py)_[A-Za-z0-9_\-]{1,252}$")
 class StripeProvider(RefundProvider):
     name = "stripe"
     idempotent_create = True
+    # The SDK's RequestsClient keeps one requests.Session per thread.
+    reusable = True
     lists_refunds = True
     finds_refunds = True
     lists_payments = True
