@@ -130,7 +130,7 @@ LOGIN_REDIRECT_URL = "/"  # refunds.navigation.home: each role's own page
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 # Repeated failed logins lock the username out for a while (django-axes, state in the database).
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "refunds.auth_backends.OneQueryModelBackend"]
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]

@@ -25,7 +25,7 @@ from refunds.api.serializers import (
     SecondFactorSerializer,
 )
 from refunds.models import ApiToken, RefundRequest
-from refunds.selectors import refund_list_filtered, refund_visible_to, refund_with_approvals
+from refunds.selectors import refund_list_filtered, refund_visible_to, refund_with_approvals, refunds_load_approvals
 
 
 def _valid(serializer_class, data) -> dict:
@@ -80,7 +80,12 @@ class RefundListCreate(ListAPIView):
             return Response(error_body("payload_too_large", "The request body is too large."), status=413)
         fields = _valid(RefundCreateSerializer, request.data)
         refund, created = intake.refund_request_create(requested_by=request.user, **fields)
-        return Response(RefundSerializer(_reload(refund.pk)).data, status=201 if created else 200)
+        if created:
+            # The row as intake made and saved it (its requester is this user): only its
+            # approvals are read, not the whole refund again.
+            refunds_load_approvals([refund])
+            return Response(RefundSerializer(refund).data, status=201)
+        return Response(RefundSerializer(_reload(refund.pk)).data, status=200)
 
 
 class RefundDetail(APIView):
