@@ -12,6 +12,8 @@ How these are counted (also shown on the summary page):
 - time to resolution = resolved_at − created_at of refunds in a final status;
   time to approval = approved_at − created_at;
 - failures: refunds failed or needing attention, by provider and error code;
+- refunded and disputed: refunds flagged (disputed_at) in the range because a dispute opened on
+  their payment after they had succeeded: the money is at risk twice;
 - refund rate by product: refunds that succeeded with resolved_at in the range over sales
   sold in the range, per product and currency.
 """
@@ -183,6 +185,24 @@ class FailureCount:
 
 
 @dataclass(frozen=True)
+class DisputedRefund:
+    """A refund that succeeded and whose payment was then disputed (money at risk twice)."""
+
+    merchant_refund_id: str
+    connector_transaction_id: str
+    provider: str
+    amount_minor: int
+    currency: str
+    dispute_id: str
+    dispute_status: str
+    disputed_at: datetime.datetime
+
+
+# Rows of "refunded and disputed" listed by name; the count covers them all.
+DISPUTED_ROWS_SHOWN = 50
+
+
+@dataclass(frozen=True)
 class RefundSummary:
     start: datetime.date
     end: datetime.date
@@ -197,6 +217,8 @@ class RefundSummary:
     resolution: DurationStats
     approval: DurationStats
     failures: tuple[FailureCount, ...]
+    refunded_and_disputed_count: int = 0
+    refunded_and_disputed: tuple[DisputedRefund, ...] = ()  # the first DISPUTED_ROWS_SHOWN
 
     @property
     def decided_count(self) -> int:
@@ -259,7 +281,30 @@ def _refund_summary(*, start, end, tz, since, until) -> RefundSummary:
         .annotate(n=Count("pk"))
         .order_by("-n", "provider", "error_code")
     )
+    disputed = RefundRequest.objects.filter(disputed_at__gte=since, disputed_at__lt=until).order_by(
+        "disputed_at", "pk"
+    )
+    disputed_rows = tuple(
+        DisputedRefund(
+            merchant_refund_id=row["merchant_refund_id"],
+            connector_transaction_id=row["connector_transaction_id"],
+            provider=row["provider"],
+            amount_minor=row["amount_minor"],
+            currency=row["currency"],
+            dispute_id=row["payment__dispute_id"],
+            dispute_status=row["payment__dispute_status"],
+            disputed_at=row["disputed_at"],
+        )
+        for row in disputed.values(
+            "merchant_refund_id", "connector_transaction_id", "provider", "amount_minor", "currency",
+            "payment__dispute_id", "payment__dispute_status", "disputed_at",
+        )[:DISPUTED_ROWS_SHOWN]
+    )
     return RefundSummary(
+        refunded_and_disputed_count=(
+            len(disputed_rows) if len(disputed_rows) < DISPUTED_ROWS_SHOWN else disputed.count()
+        ),
+        refunded_and_disputed=disputed_rows,
         start=start,
         end=end,
         time_zone=str(business_zone(tz)),
