@@ -49,13 +49,7 @@ REFUND_EVENT_TYPES = frozenset(
 
 # The events about a payment's disputes.
 DISPUTE_EVENT_TYPES = frozenset(
-    {
-        "charge.dispute.created",
-        "charge.dispute.updated",
-        "charge.dispute.closed",
-        "charge.dispute.funds_withdrawn",
-        "charge.dispute.funds_reinstated",
-    }
+    f"charge.dispute.{what}" for what in ("created", "updated", "closed", "funds_withdrawn", "funds_reinstated")
 )
 # Stripe's dispute statuses; any other (a new one) is taken as still open, the cautious reading.
 _DISPUTE_STATE = {

@@ -32,6 +32,7 @@ from django.db.models import Aggregate, Avg, Count, DurationField, F, Max, Min, 
 from approvals.models import Approval
 from refunds.models import FINAL_STATUSES, RefundRequest, RefundStatus, Sale
 from refunds.reports.calendar import business_zone, report_range
+from refunds.reports.disputed import DisputedRefund, refunds_disputed_after_success
 
 NO_PRODUCT_LABEL = "(no product)"
 FAILURE_STATUSES = (RefundStatus.FAILED, RefundStatus.NEEDS_ATTENTION)
@@ -185,24 +186,6 @@ class FailureCount:
 
 
 @dataclass(frozen=True)
-class DisputedRefund:
-    """A refund that succeeded and whose payment was then disputed (money at risk twice)."""
-
-    merchant_refund_id: str
-    connector_transaction_id: str
-    provider: str
-    amount_minor: int
-    currency: str
-    dispute_id: str
-    dispute_status: str
-    disputed_at: datetime.datetime
-
-
-# Rows of "refunded and disputed" listed by name; the count covers them all.
-DISPUTED_ROWS_SHOWN = 50
-
-
-@dataclass(frozen=True)
 class RefundSummary:
     start: datetime.date
     end: datetime.date
@@ -281,29 +264,9 @@ def _refund_summary(*, start, end, tz, since, until) -> RefundSummary:
         .annotate(n=Count("pk"))
         .order_by("-n", "provider", "error_code")
     )
-    disputed = RefundRequest.objects.filter(disputed_at__gte=since, disputed_at__lt=until).order_by(
-        "disputed_at", "pk"
-    )
-    disputed_rows = tuple(
-        DisputedRefund(
-            merchant_refund_id=row["merchant_refund_id"],
-            connector_transaction_id=row["connector_transaction_id"],
-            provider=row["provider"],
-            amount_minor=row["amount_minor"],
-            currency=row["currency"],
-            dispute_id=row["payment__dispute_id"],
-            dispute_status=row["payment__dispute_status"],
-            disputed_at=row["disputed_at"],
-        )
-        for row in disputed.values(
-            "merchant_refund_id", "connector_transaction_id", "provider", "amount_minor", "currency",
-            "payment__dispute_id", "payment__dispute_status", "disputed_at",
-        )[:DISPUTED_ROWS_SHOWN]
-    )
+    disputed_count, disputed_rows = refunds_disputed_after_success(since=since, until=until)
     return RefundSummary(
-        refunded_and_disputed_count=(
-            len(disputed_rows) if len(disputed_rows) < DISPUTED_ROWS_SHOWN else disputed.count()
-        ),
+        refunded_and_disputed_count=disputed_count,
         refunded_and_disputed=disputed_rows,
         start=start,
         end=end,

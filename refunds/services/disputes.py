@@ -19,7 +19,8 @@ from django.utils import timezone
 
 from refunds.models import Payment, RefundLog, RefundRequest, RefundStatus
 from refunds.money import STORED_TEXT_LOCALE, format_minor
-from refunds.providers.base import PaymentInfo
+from refunds.providers import get_provider
+from refunds.providers.base import PaymentInfo, PermanentProviderError, TransientProviderError
 from refunds.services.payments import payment_lock_and_refresh
 from refunds.services.transitions import refund_log_append, refund_transition
 from refunds import errors
@@ -121,3 +122,35 @@ def _flag_refunded_and_disputed(payment: Payment) -> None:
                 data={"code": "refunded_and_disputed", "dispute": payment.dispute_id},
             )
         logger.warning("refund %s: payment %s disputed after the refund succeeded", refund_id, payment.pk)
+
+
+def refund_hold_after_refusal(*, refund: RefundRequest, error: PermanentProviderError) -> RefundRequest | None:
+    """The provider refused because a chargeback holds the payment: nothing was refunded. Not a
+    failure (a won dispute makes it refundable again): a person decides, told which dispute.
+    The payment is asked about once more so the message can name it; if that fails, the
+    provider's own words do."""
+    payment = None
+    try:
+        info = get_provider(refund.provider).get_payment(connector_transaction_id=refund.connector_transaction_id)
+        with transaction.atomic():
+            payment = payment_lock_and_refresh(
+                provider=refund.provider, connector_transaction_id=refund.connector_transaction_id, info=info
+            )
+    except (TransientProviderError, PermanentProviderError):
+        pass
+    with transaction.atomic():
+        refund_log_append(
+            refund=refund,
+            event=RefundLog.Event.PROVIDER_ERROR,
+            message=f"{refund.provider} refused: {error.message}",
+            data={"code": error.code},
+        )
+    held = refund_hold_for_dispute(
+        refund_id=refund.pk,
+        payment=payment if payment is not None and payment.dispute_id else None,
+        expected_from={RefundStatus.PROCESSING},
+        provider_message=error.message,
+    )
+    if payment is not None:
+        payment_dispute_act(payment_id=payment.pk)  # the payment's other waiting refunds too
+    return held

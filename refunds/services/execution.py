@@ -30,7 +30,7 @@ from refunds.providers.base import (
 from refunds.providers.base import TransactionNotFound as ProviderTransactionNotFound
 from refunds.publish import enqueue_on_commit
 from refunds.ratelimit import RateLimited, provider_slot_acquire
-from refunds.services.disputes import DISPUTE_CODE, payment_dispute_act, refund_hold_for_dispute
+from refunds.services.disputes import DISPUTE_CODE, refund_hold_after_refusal
 from refunds.services.payments import payment_check_amount, payment_count_refund_succeeded, payment_lock_and_refresh
 from refunds.services.transitions import refund_flag_for_attention, refund_log_append, refund_transition
 from refunds.services.unconfirmed import unconfirmed_call_lookup
@@ -121,41 +121,9 @@ def refund_submit(*, refund_id: int) -> RefundRequest | None:
         return _after_transient_submit_error(refund, error)
     except PermanentProviderError as error:
         if error.code == DISPUTE_CODE:
-            return _hold_for_dispute(refund, error)
+            return refund_hold_after_refusal(refund=refund, error=error)
         return _fail(refund_id, code=error.code, message=error.message)
     return refund_record_provider_result(refund_id=refund_id, result=result)
-
-
-def _hold_for_dispute(refund: RefundRequest, error: PermanentProviderError) -> RefundRequest | None:
-    """The provider refused because a chargeback holds the payment: nothing was refunded. Not a
-    failure (a won dispute makes it refundable again): a person decides, told which dispute.
-    The payment is asked about once more so the message can name it; if that fails, the
-    provider's own words do."""
-    payment = None
-    try:
-        info = get_provider(refund.provider).get_payment(connector_transaction_id=refund.connector_transaction_id)
-        with transaction.atomic():
-            payment = payment_lock_and_refresh(
-                provider=refund.provider, connector_transaction_id=refund.connector_transaction_id, info=info
-            )
-    except (TransientProviderError, PermanentProviderError):
-        pass
-    with transaction.atomic():
-        refund_log_append(
-            refund=refund,
-            event=RefundLog.Event.PROVIDER_ERROR,
-            message=f"{refund.provider} refused: {error.message}",
-            data={"code": error.code},
-        )
-    held = refund_hold_for_dispute(
-        refund_id=refund.pk,
-        payment=payment if payment is not None and payment.dispute_id else None,
-        expected_from={RefundStatus.PROCESSING},
-        provider_message=error.message,
-    )
-    if payment is not None:
-        payment_dispute_act(payment_id=payment.pk)  # the payment's other waiting refunds too
-    return held
 
 
 def _resolve_unconfirmed_call(*, lookup, refund: RefundRequest) -> tuple[bool, RefundRequest | None]:

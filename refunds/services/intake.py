@@ -67,12 +67,8 @@ def refund_request_create(
 ) -> tuple[RefundRequest, bool]:
     """File a refund. Returns (refund, created): a replay of the same request returns the
     existing refund with created=False. `items` (invoice lines, for providers that take them)
-    must add up to the amount; without an amount their total is the amount.
-
-    A payment with an open dispute is refused (PaymentDisputed, 422 payment_disputed) and its
-    refunds still waiting or approved go to needs_attention, unless `dispute_override_reason`
-    is given by someone with DISPUTE_OVERRIDE_PERMISSION: then the refund is filed, exempt from
-    that dispute, and the reason is logged."""
+    must add up to the amount; without an amount their total is the amount. A payment with an
+    open dispute: see _refuse_if_disputed."""
     if not requested_by.has_perm("refunds.add_refundrequest"):
         raise errors.PermissionDenied("You may not file refund requests.")
     items = list(items or [])
@@ -91,31 +87,29 @@ def refund_request_create(
     info = _payment_info_or_unverified(
         adapter=adapter, provider=provider, connector_transaction_id=connector_transaction_id, amount=amount
     )
-    if info is not None and info.dispute is not None and info.dispute.is_open:
-        _check_dispute_override(requested_by=requested_by, reason=dispute_override_reason)
-        if not dispute_override_reason:
-            # The news stays (the payment row, the other refunds held) though this one is refused.
-            payment = payment_dispute_sync(
-                provider=provider, connector_transaction_id=connector_transaction_id, info=info
-            )
-            raise errors.PaymentDisputed(disputed_message(payment), field="connector_transaction_id")
+    _refuse_if_disputed(provider=provider, connector_transaction_id=connector_transaction_id, info=info,
+                        requested_by=requested_by, override_reason=dispute_override_reason)
+    return _file_or_replay(
+        merchant_refund_id=merchant_refund_id,
+        provider=provider,
+        connector_transaction_id=connector_transaction_id,
+        amount=amount,
+        info=info,
+        items=items,
+        fingerprint=fingerprint,
+        requested_by=requested_by,
+        reason=reason,
+        reason_code_id=reason_code or None,
+        metadata=metadata,
+        product=product,
+        dispute_override_reason=dispute_override_reason,
+    )
+
+
+def _file_or_replay(*, merchant_refund_id: str, fingerprint: str, **fields) -> tuple[RefundRequest, bool]:
     try:
         with transaction.atomic():
-            refund, created = _refund_file(
-                merchant_refund_id=merchant_refund_id,
-                provider=provider,
-                connector_transaction_id=connector_transaction_id,
-                amount=amount,
-                info=info,
-                items=items,
-                fingerprint=fingerprint,
-                requested_by=requested_by,
-                reason=reason,
-                reason_code_id=reason_code or None,
-                metadata=metadata,
-                product=product,
-                dispute_override_reason=dispute_override_reason,
-            ), True
+            refund = _refund_file(merchant_refund_id=merchant_refund_id, fingerprint=fingerprint, **fields)
     except IntegrityError:
         # Another request with this merchant_refund_id won the race: same body replays it.
         replay = _replay(merchant_refund_id=merchant_refund_id, fingerprint=fingerprint)
@@ -124,7 +118,22 @@ def refund_request_create(
         return replay, False
     if refund.dispute_overridden:
         payment_dispute_act(payment_id=refund.payment_id)  # the others on the payment are held
-    return refund, created
+    return refund, True
+
+
+def _refuse_if_disputed(*, provider, connector_transaction_id, info: PaymentInfo | None, requested_by,
+                        override_reason: str) -> None:
+    """A payment with an open dispute is refused (PaymentDisputed, 422 payment_disputed) and its
+    refunds still waiting or approved go to needs_attention, unless `override_reason` is given by
+    someone with DISPUTE_OVERRIDE_PERMISSION: then the refund is filed, exempt from that dispute,
+    and the reason is logged (_refund_file)."""
+    if info is None or info.dispute is None or not info.dispute.is_open:
+        return
+    _check_dispute_override(requested_by=requested_by, reason=override_reason)
+    if not override_reason:
+        # The news stays (the payment row, the other refunds held) though this one is refused.
+        payment = payment_dispute_sync(provider=provider, connector_transaction_id=connector_transaction_id, info=info)
+        raise errors.PaymentDisputed(disputed_message(payment), field="connector_transaction_id")
 
 
 def _check_dispute_override(*, requested_by, reason: str) -> None:
@@ -205,17 +214,20 @@ def _refund_file(
         **fields,
     )
     if overridden:
-        refund_log_append(
-            refund=refund,
-            event=RefundLog.Event.NOTE,
-            actor=requested_by,
-            message=f"Filed despite the open dispute {overridden} on {payment.connector_transaction_id}: "
-            f"{dispute_override_reason}",
-            data={"code": "dispute_override", "dispute": overridden, "reason": dispute_override_reason},
-        )
+        _log_override(refund=refund, payment=payment, actor=requested_by, reason=dispute_override_reason)
     if auto_approves(amount):
         refund = refund_auto_approve(refund=refund)
     return refund
+
+
+def _log_override(*, refund: RefundRequest, payment, actor, reason: str) -> None:
+    refund_log_append(
+        refund=refund,
+        event=RefundLog.Event.NOTE,
+        actor=actor,
+        message=f"Filed despite the open dispute {payment.dispute_id} on {payment.connector_transaction_id}: {reason}",
+        data={"code": "dispute_override", "dispute": payment.dispute_id, "reason": reason},
+    )
 
 
 def _check_items_supported(*, adapter, items: list[LineItem], amount: Money | None) -> Money | None:

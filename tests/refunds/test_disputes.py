@@ -9,12 +9,16 @@ import json
 import time
 
 import pytest
+from django.utils import timezone
 
 from approvals.services import refund_approve
+from refunds.api.serializers import RefundSerializer
 from refunds.models import Payment, RefundLog, RefundRequest, RefundStatus, WebhookEvent
 from refunds.money import Money
 from refunds.providers import get_provider
 from refunds.providers.base import DisputeState, PermanentProviderError
+from refunds.reports.calendar import business_zone
+from refunds.selectors import refund_with_approvals
 from refunds.services import execution, intake
 from refunds.services.webhooks import webhook_event_process
 
@@ -171,9 +175,6 @@ def test_a_dispute_on_a_refunded_payment_is_flagged_once_and_summarised(client, 
 
 
 def api_disputed_at(refund):
-    from refunds.api.serializers import RefundSerializer
-    from refunds.selectors import refund_with_approvals
-
     return RefundSerializer(refund_with_approvals(RefundRequest.objects.all()).get(pk=refund.pk)).data["disputed_at"]
 
 
@@ -288,10 +289,6 @@ def test_a_refund_held_before_approval_goes_back_to_the_approvers_on_retry(api, 
 
 
 def test_the_daily_summary_shows_refunded_and_disputed(client, agent, accountant, stripe_sandbox):
-    from django.utils import timezone
-
-    from refunds.reports.calendar import business_zone
-
     pi = stripe_sandbox.create_payment(10_000)
     refund = file(agent, pi, SMALL, "ds-done")
     execution.refund_submit(refund_id=refund.pk)
