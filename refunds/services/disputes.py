@@ -41,6 +41,11 @@ def dispute_description(payment: Payment) -> str:
 
 
 def disputed_message(payment: Payment) -> str:
+    if not payment.dispute_open and payment.dispute_state == "lost":
+        return (
+            f"The payment {payment.connector_transaction_id} lost its dispute {dispute_description(payment)}: the "
+            "customer's bank already gave them the money back."
+        )
     return (
         f"The payment {payment.connector_transaction_id} has an open dispute {dispute_description(payment)}: "
         "a refund now could pay the customer twice."
