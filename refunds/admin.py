@@ -338,7 +338,9 @@ class RefundLogAdmin(VisibleRowsMixin, ReadOnlyMixin, admin.ModelAdmin):
 class PaymentAdmin(VisibleRowsMixin, ReadOnlyMixin, admin.ModelAdmin):
     visible_to = payments_visible_to
 
-    list_display = ("connector_transaction_id", "provider", "amount", "refunded", "status", "product", "synced_at")
+    list_display = (
+        "connector_transaction_id", "provider", "amount", "refunded", "status", "dispute", "product", "synced_at",
+    )
     list_filter = ("provider", "currency")
     search_fields = ("=connector_transaction_id", "product")
     show_full_result_count = False
@@ -350,6 +352,10 @@ class PaymentAdmin(VisibleRowsMixin, ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Refunded at provider")
     def refunded(self, obj):
         return format_minor(obj.amount_refunded_minor, obj.currency)
+
+    @admin.display(description="Dispute")
+    def dispute(self, obj):
+        return f"{obj.dispute_id} ({obj.dispute_status})" if obj.dispute_id else "—"
 
 
 @admin.register(ApiToken)

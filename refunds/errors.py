@@ -51,3 +51,11 @@ class CurrencyMismatch(RefundError):
 class ProviderUnavailable(RefundError):
     code = "provider_unavailable"
     http_status = 503
+
+
+class PaymentDisputed(RefundError):
+    """The payment has an open dispute (chargeback or inquiry): refunding now could pay the
+    customer twice. A finance manager may file it anyway with `dispute_override_reason`."""
+
+    code = "payment_disputed"
+    http_status = 422

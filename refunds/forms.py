@@ -133,12 +133,24 @@ class RefundForm(forms.Form):
         item_tax_rates: tuple[str, ...] | None = None,
         refundable: int | None = None,
         item_rows: list[dict] | None = None,
+        dispute: str = "",
+        may_override_dispute: bool = False,
         **kwargs,
     ):
         """`item_tax_rates`: the provider takes invoice items with these rates (None: no items).
         `refundable`: what a full refund would be, for checking the items against it.
         `item_rows`: rows to show in an unbound form (an "Add a row" round trip)."""
         super().__init__(data, **kwargs)
+        # `dispute`: the payment's open dispute as people read it ("" when none). Refused unless
+        # `may_override_dispute` (a finance manager) and a reason is given.
+        self.dispute = dispute
+        self.may_override_dispute = may_override_dispute
+        if dispute and may_override_dispute:
+            self.fields["dispute_override_reason"] = forms.CharField(
+                label="Why refund despite the dispute", max_length=500, required=False,
+                widget=forms.Textarea(attrs={"rows": 2}),
+                help_text="Some disputes are settled by refunding. Your reason is logged with the refund.",
+            )
         self.currency = currency
         self.refundable = refundable
         self.items = None
@@ -174,6 +186,15 @@ class RefundForm(forms.Form):
 
     def clean(self):
         data = super().clean()
+        data["dispute_override_reason"] = (data.get("dispute_override_reason") or "").strip()
+        if self.dispute and not data["dispute_override_reason"]:
+            message = (f"This payment has an open dispute {self.dispute}: a refund now could pay the customer "
+                       "twice, so it is not filed.")
+            if self.may_override_dispute:
+                message += " To refund anyway (some disputes are settled by refunding), say why below."
+            else:
+                message += " A finance manager can decide whether to refund it anyway."
+            self.add_error(None, forms.ValidationError(message, code="payment_disputed"))
         typed = (data.get("amount") or "").strip()
         data["amount_minor"] = None
         if data.get("kind") == self.PARTIAL:

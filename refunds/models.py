@@ -22,7 +22,13 @@ FINAL_STATUSES = frozenset(
 
 # The one table of allowed moves. A final status has no way out.
 ALLOWED_TRANSITIONS = {
-    RefundStatus.PENDING_APPROVAL: {RefundStatus.APPROVED, RefundStatus.REJECTED, RefundStatus.CANCELED},
+    # needs_attention: a dispute opened on the payment while it waited (refunds.services.disputes).
+    RefundStatus.PENDING_APPROVAL: {
+        RefundStatus.APPROVED,
+        RefundStatus.REJECTED,
+        RefundStatus.CANCELED,
+        RefundStatus.NEEDS_ATTENTION,
+    },
     RefundStatus.APPROVED: {
         RefundStatus.PROCESSING,
         RefundStatus.FAILED,
@@ -36,6 +42,8 @@ ALLOWED_TRANSITIONS = {
         RefundStatus.NEEDS_ATTENTION,
     },
     RefundStatus.NEEDS_ATTENTION: {
+        # Back to a person's approval: a refund flagged before anyone approved it (Retry).
+        RefundStatus.PENDING_APPROVAL,
         RefundStatus.APPROVED,
         RefundStatus.PROCESSING,
         RefundStatus.SUCCEEDED,
@@ -74,6 +82,15 @@ class Payment(models.Model):
     customer = models.CharField(max_length=255, blank=True, db_index=True)
     synced_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The payment's latest dispute (chargeback or inquiry), as its provider last described it;
+    # empty when it has none or the provider does not report disputes.
+    dispute_id = models.CharField(max_length=255, blank=True)
+    # DisputeState: open / won / lost / closed.
+    dispute_state = models.CharField(max_length=16, blank=True)
+    dispute_status = models.CharField(max_length=32, blank=True)  # the provider's own word
+    dispute_reason = models.CharField(max_length=64, blank=True)
+    dispute_amount_minor = models.BigIntegerField(null=True, blank=True)
+    dispute_opened_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -84,6 +101,10 @@ class Payment(models.Model):
 
     def __str__(self):
         return f"{self.provider}:{self.connector_transaction_id}"
+
+    @property
+    def dispute_open(self) -> bool:
+        return self.dispute_state == "open"
 
 
 class PaymentAlias(models.Model):
@@ -178,6 +199,12 @@ class RefundRequest(models.Model):
     # db_default too: rows inserted by code that predates the column (a rolling deploy) or by SQL.
     unconfirmed_calls = models.PositiveSmallIntegerField(default=0, db_default=0)
     outcome_checked_at = models.DateTimeField(null=True, blank=True)
+    # When a dispute opened on the payment after this refund had succeeded: the customer has
+    # the money back and is asking their bank for it again (money at risk twice).
+    disputed_at = models.DateTimeField(null=True, blank=True)
+    # The dispute a finance manager filed this refund despite (dispute_override_reason): later
+    # news of that same dispute does not hold the refund back again.
+    dispute_overridden = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -187,6 +214,7 @@ class RefundRequest(models.Model):
             ("view_all_refundrequests", "Can see refund requests filed by anyone"),
             ("view_reports", "Can see reports, the daily summary and the dashboard"),
             ("export_refundrequests", "Can export refunds (CSV, XLSX)"),
+            ("override_dispute_refundrequest", "Can file a refund on a disputed payment, with a reason"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(amount_minor__gt=0), name="refund_amount_positive"),
@@ -208,6 +236,7 @@ class RefundRequest(models.Model):
             models.Index(fields=["created_at"], name="refund_created_idx"),
             models.Index(fields=["resolved_at"], name="refund_resolved_idx"),
             models.Index(fields=["product", "created_at"], name="refund_product_idx"),
+            models.Index(fields=["disputed_at"], condition=Q(disputed_at__isnull=False), name="refund_disputed_idx"),
             models.Index(
                 fields=["unconfirmed_calls"], condition=Q(unconfirmed_calls__gt=0), name="refund_unconfirmed_idx"
             ),

@@ -21,6 +21,8 @@ ROLE_PERMISSIONS = {
         "refunds.view_all_refundrequests",
         "refunds.approve_refundrequest",
         "refunds.retry_refundrequest",
+        # File a refund on a payment with an open dispute, giving a reason (refunds.services.intake).
+        "refunds.override_dispute_refundrequest",
         "refunds.view_refundlog",
         "refunds.view_payment",
         "approvals.view_approval",

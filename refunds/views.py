@@ -96,6 +96,8 @@ def _refund_form(request, preview, *, bound: bool = True) -> RefundForm:
     """The refund form: new (GET), refilled from the POST ("Add a row", Back), or bound to it."""
     adapter = provider_class(preview.provider)
     kwargs = {
+        "dispute": _dispute_text(preview),
+        "may_override_dispute": request.user.has_perm(intake.DISPUTE_OVERRIDE_PERMISSION),
         "currency": preview.amount.currency,
         # Invoice items only for providers that take them, with that provider's tax rates.
         "item_tax_rates": tuple(adapter.item_tax_rates) if adapter.supports_items else None,
@@ -111,6 +113,16 @@ def _refund_form(request, preview, *, bound: bool = True) -> RefundForm:
         initial = {name: request.POST.get(name) for name in RefundForm.base_fields if name in request.POST}
         return RefundForm(item_rows=rows, initial=initial, **kwargs)
     return RefundForm(request.POST, refundable=preview.refundable_now, **kwargs)
+
+
+def _dispute_text(preview) -> str:
+    """The preview's open dispute as people read it; "" when there is none."""
+    if not preview.dispute_open:
+        return ""
+    dispute = preview.dispute
+    details = [d for d in (dispute.reason, dispute.provider_status) if d]
+    details.append(format_minor(dispute.amount.minor_amount, dispute.amount.currency))
+    return f"{dispute.dispute_id} ({', '.join(details)})"
 
 
 def _render_confirm(request, form, preview):
@@ -129,6 +141,7 @@ def _render_confirm(request, form, preview):
             "reason": data["reason"],
             "product": data["product"],
             "items": [item.as_dict() for item in data.get("items") or []],
+            "dispute_override_reason": data.get("dispute_override_reason", ""),
         },
         salt=CONFIRM_SALT,
         compress=True,
@@ -149,6 +162,7 @@ def _render_confirm(request, form, preview):
             ),
         ),
         "reason_code": data["reason_code"],
+        "dispute": _dispute_text(preview),
         "data": data,
         "items": [(item, format_minor(item.cost.minor_amount, currency), format_minor(item.total_minor, currency))
                   for item in data.get("items") or []],
@@ -179,6 +193,7 @@ def _confirm(request):
             product=signed["product"],
             requested_by=request.user,
             items=[LineItem.from_dict(item) for item in signed["items"]] or None,
+            dispute_override_reason=signed.get("dispute_override_reason", ""),
         )
     except errors.RefundError as error:
         return _refill_with_error(request, error.field, error.message)

@@ -13,7 +13,7 @@ from localstripe import webhooks as ls_webhooks
 from localstripe.errors import UserError
 from localstripe.resources import store
 
-from . import events, patches, persist, refunds
+from . import disputes, events, patches, persist, refunds
 from .errors import (StripeError, from_localstripe, invalid, json_response,
                      rate_limited, server_error)
 from .listing import PAGE_PARAMS, check_params, paginate
@@ -271,6 +271,19 @@ async def cancel_refund(request):
     return _exported(refunds.cancel_refund(request.match_info["id"]), params)
 
 
+async def list_disputes(request):
+    params = await read_params(request)
+    check_params(params, PAGE_PARAMS | {"charge", "payment_intent"})
+    return json_response(paginate(disputes.list_source(params), params,
+                                  "/v1/disputes"))
+
+
+async def retrieve_dispute(request):
+    params = await read_params(request)
+    check_params(params, {"expand"})
+    return _exported(disputes.get_dispute(request.match_info["id"]), params)
+
+
 async def list_events(request):
     params = await read_params(request)
     check_params(params, PAGE_PARAMS | {"type", "types"})
@@ -400,6 +413,19 @@ async def expire_idempotency_keys(request):
     return json_response({"expired": expired})
 
 
+async def open_dispute(request):
+    """Open a dispute on a payment (`payment_intent` or `charge`; `inquiry` for a
+    warning_needs_response inquiry, else a chargeback) and send its events."""
+    return json_response(disputes.open_dispute(await read_params(request))._export())
+
+
+async def close_dispute(request):
+    """Close a dispute `won` or `lost` and send charge.dispute.closed."""
+    dispute = disputes.close_dispute(request.match_info["id"],
+                                     await read_params(request))
+    return json_response(dispute._export())
+
+
 async def flush_data(request):
     store.clear()
     STATE.reset_data()
@@ -418,6 +444,8 @@ ROUTES = (
     ("POST", "/v1/refunds/{id}", update_refund),
     ("POST", "/v1/refunds/{id}/cancel", cancel_refund),
     ("POST", "/v1/test_helpers/refunds/{id}/expire", cancel_refund),
+    ("GET", "/v1/disputes", list_disputes),
+    ("GET", "/v1/disputes/{id}", retrieve_dispute),
     ("GET", "/v1/events", list_events),
     ("GET", "/v1/payment_intents", list_payment_intents),
     ("GET", "/_config/faults", get_faults),
@@ -428,12 +456,14 @@ ROUTES = (
     ("GET", "/_config/stats", get_stats),
     ("DELETE", "/_config/stats", reset_stats),
     ("POST", "/_config/refunds/{id}/settle", settle_refund),
+    ("POST", "/_config/disputes", open_dispute),
+    ("POST", "/_config/disputes/{id}/close", close_dispute),
     ("POST", "/_config/idempotency/expire", expire_idempotency_keys),
     ("DELETE", "/_config/data", flush_data),
     ("DELETE", "/_config/webhooks/{id}", remove_webhook),
 )
 # localstripe routes we drop: its refunds bypass our index and lifecycle.
-OWNED_PREFIXES = ("/v1/refunds",)
+OWNED_PREFIXES = ("/v1/refunds", "/v1/disputes")
 
 
 def build_app(settle_seconds=2.0, rate_limit=None, state_file=None,

@@ -125,6 +125,22 @@ class Sandbox:
         how many were forgotten."""
         return self._config("POST", "idempotency/expire", {"key": key} if key else {})["expired"]
 
+    def open_dispute(self, payment: str, *, amount: int | None = None,
+                     reason: str = "general", inquiry: bool = False) -> dict:
+        """Open a dispute on a payment (pi_… or ch_…), as a cardholder's bank would: a
+        chargeback (needs_response, money withdrawn, refunds refused with
+        charge_disputed) or, with `inquiry`, a warning_needs_response inquiry. Sends
+        charge.dispute.created (and .funds_withdrawn). Returns the Dispute."""
+        key = "payment_intent" if payment.startswith("pi_") else "charge"
+        payload = {key: payment, "reason": reason, "inquiry": inquiry}
+        if amount is not None:
+            payload["amount"] = amount
+        return self._config("POST", "disputes", payload)
+
+    def close_dispute(self, dispute_id: str, status: str) -> dict:
+        """Close a dispute `won` or `lost`; sends charge.dispute.closed."""
+        return self._config("POST", f"disputes/{dispute_id}/close", {"status": status})
+
     def reset_data(self) -> None:
         """Delete every object, idempotency key and counter."""
         self._config("DELETE", "data")

@@ -8,7 +8,7 @@ from localstripe.resources import (Charge, PaymentIntent, PaymentMethod,
                                    StripeObject, store)
 
 from . import BEHAVIOR_METADATA_KEY, CARD_TEST_PAYMENT_METHODS
-from . import events, refunds
+from . import disputes, events, refunds
 from .listing import paginate
 
 _applied = False
@@ -98,6 +98,29 @@ def _patch_charge():
             "funding", "last4")}
         return {"type": "card", "card": card}
 
+    def billing_details(self):
+        # Required on a Charge: the PaymentMethod's, with Stripe's null-filled shape.
+        method = store.get(f"payment_method:{self.payment_method}")
+        given = getattr(method, "billing_details", None) or {}
+        address = given.get("address") or {}
+        return {"address": {key: address.get(key) for key in (
+                    "city", "country", "line1", "line2", "postal_code",
+                    "state")},
+                "email": given.get("email"), "name": given.get("name"),
+                "phone": given.get("phone"), "tax_id": given.get("tax_id")}
+
+    original_export = Charge._export
+
+    def charge_export(self, expand=None):
+        data = original_export(self, expand)
+        # `refunds` left the Charge in API version 2022-11-15: only when expanded.
+        if not _expands(expand, "refunds"):
+            data.pop("refunds", None)
+        return data
+
+    Charge._export = charge_export
+    Charge.billing_details = property(billing_details)
+    Charge.disputed = property(lambda self: disputes.is_disputed(self.id))
     Charge.amount_captured = property(amount_captured)
     Charge.amount_refunded = property(
         lambda self: refunds.amount_refunded(self.id))

@@ -13,7 +13,7 @@ import pickle
 from aiohttp import web
 from localstripe.resources import store
 
-from . import refunds
+from . import disputes, refunds
 from .state import STATE
 
 SAVE_INTERVAL = 0.5
@@ -39,6 +39,7 @@ def load(path):
     store.update(data["store"])
     STATE.idempotency.update(data["idempotency"])
     refunds.rebuild_index()
+    disputes.rebuild_index()
     STATE.dirty = False
 
 

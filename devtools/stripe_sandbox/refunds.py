@@ -11,6 +11,7 @@ import time
 from localstripe.resources import (BalanceTransaction, Event, Refund,
                                    StripeObject, store)
 
+from . import disputes
 from . import (BEHAVIOR_METADATA_KEY, CARD_BEHAVIORS, DEFAULT_BEHAVIOR,
                REFUND_BEHAVIORS)
 from .errors import invalid, no_such
@@ -169,6 +170,7 @@ def create_refund(params):
         raise invalid("Invalid reason: must be one of duplicate, fraudulent, "
                       "or requested_by_customer", param="reason")
     metadata = merge_metadata({}, params.get("metadata"))
+    disputes.refuse_refund_if_charged_back(charge)
 
     remaining = charge.amount - amount_refunded(charge.id)
     if remaining <= 0:

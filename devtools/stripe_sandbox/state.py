@@ -94,6 +94,7 @@ class SandboxState:
         self.refunds = {}            # id -> refund, in creation order
         self.refunds_by_charge = {}  # charge id -> [refund], creation order
         self.events = []             # creation order
+        self.disputes_by_charge = {}  # charge id -> [dispute], creation order
         self.settlements = []        # heap of (due wall-clock time, refund id)
         self.stats.reset()
         self.dirty = True

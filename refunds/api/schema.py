@@ -141,7 +141,10 @@ CREATE_REFUND = {
         409: _error("`idempotency_conflict`: the id was used for a different request."),
         413: _error("`payload_too_large`."),
         415: _error("`unsupported_media_type`: send JSON."),
-        422: _error("`amount_exceeds_refundable` or `currency_mismatch`."),
+        422: _error(
+            "`amount_exceeds_refundable`, `currency_mismatch`, or `payment_disputed`: the payment has an open "
+            "dispute (give `dispute_override_reason` as a finance manager to refund anyway)."
+        ),
         503: _error("`provider_unavailable`: a full refund while the provider is unreachable."),
     },
 }

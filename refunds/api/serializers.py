@@ -194,6 +194,14 @@ class RefundCreateSerializer(StrictSerializer):
         help_text="Invoice lines refunded (providers that take them; `items_not_supported` otherwise). Their costs "
         "times quantities add up to `amount` (`items_mismatch`); without an amount, their total is the amount.",
     )
+    dispute_override_reason = TextField(
+        max_length=500,
+        default="",
+        null_is_absent=True,
+        help_text="Why to refund although the payment has an open dispute (some disputes are settled by refunding). "
+        "Without it such a refund is refused (422 `payment_disputed`); only finance managers may give it (403 "
+        "`permission_denied` otherwise). Logged with the refund.",
+    )
 
     def get_fields(self):
         fields = super().get_fields()
@@ -300,6 +308,13 @@ class RefundSerializer(serializers.Serializer):
     resolved_at = serializers.DateTimeField(read_only=True, allow_null=True, default_timezone=datetime.timezone.utc)
     approvals = ApprovalSerializer(many=True, read_only=True)
     error = serializers.SerializerMethodField()
+    disputed_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        default_timezone=datetime.timezone.utc,
+        help_text="When a dispute opened on the payment after this refund succeeded (refunded and disputed: the "
+        "money is at risk twice); null otherwise.",
+    )
 
     def get_connector_refund_id(self, refund: RefundRequest) -> str | None:
         return refund.connector_refund_id or None

@@ -14,6 +14,8 @@ from typing import ClassVar, Protocol
 from refunds.money import Money
 
 __all__ = [
+    "DisputeInfo",
+    "DisputeState",
     "LineItem",
     "Money",
     "PaymentInfo",
@@ -50,6 +52,34 @@ class RefundResult:
     merchant_refund_id: str = ""
 
 
+class DisputeState(StrEnum):
+    """A dispute (chargeback or inquiry) as the core needs it, whatever the provider calls it."""
+
+    OPEN = "open"  # the cardholder's bank is asking; not decided yet
+    WON = "won"  # decided for the merchant: the money came back
+    LOST = "lost"  # decided for the cardholder: the money is gone for good
+    CLOSED = "closed"  # an inquiry closed without a chargeback
+
+
+@dataclass(frozen=True)
+class DisputeInfo:
+    """The payment's latest dispute. `provider_status` is the provider's own word (Stripe:
+    needs_response, warning_needs_response, under_review, won, lost, ...); `refundable` is whether
+    the provider still takes a refund of the payment (Stripe's `is_charge_refundable`)."""
+
+    dispute_id: str
+    state: DisputeState
+    provider_status: str
+    amount: Money
+    reason: str = ""
+    refundable: bool = False
+    opened_at: datetime.datetime | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == DisputeState.OPEN
+
+
 @dataclass(frozen=True)
 class PaymentInfo:
     connector_transaction_id: str
@@ -63,6 +93,11 @@ class PaymentInfo:
     # The payment's other ids at the provider (Stripe: its Charge); `connector_transaction_id`
     # is then the canonical one (the PaymentIntent where there is one), whichever id was asked.
     aliases: tuple[str, ...] = ()
+    # Disputes: `disputes_known` is False when the provider cannot say (the adapter does not
+    # report disputes: see RefundProvider.reports_disputes); then `dispute` means nothing.
+    # Otherwise `dispute` is the payment's latest dispute, None when it has never been disputed.
+    disputes_known: bool = False
+    dispute: DisputeInfo | None = None
 
     @property
     def refundable(self) -> int:
@@ -155,6 +190,9 @@ class ProviderEvent:
     payload: dict
     # The event is about a payment's refunds: reconcile the payments in `transaction_ids`.
     is_refund_event: bool = False
+    # The event is about a payment's dispute (opened, money withdrawn, closed): refresh the
+    # payment's dispute state and act on it (reports_disputes).
+    is_dispute_event: bool = False
     transaction_ids: frozenset[str] = frozenset()
 
 
@@ -198,6 +236,10 @@ class RefundProvider(Protocol):
     lists_payments: ClassVar[bool] = False
     # `parse_webhook` takes the provider's webhook deliveries (POST /webhooks/<name>/).
     receives_webhooks: ClassVar[bool] = False
+    # `get_payment` reports the payment's disputes (PaymentInfo.disputes_known) and its webhooks
+    # announce them (ProviderEvent.is_dispute_event). When False, a dispute is never known here:
+    # intake cannot refuse for one and the provider's own refusal is the only guard.
+    reports_disputes: ClassVar[bool] = False
     # A JSON Schema `pattern` for the provider's transaction ids (the OpenAPI schema shows it).
     transaction_id_pattern: ClassVar[str]
 

@@ -14,6 +14,8 @@ from django.conf import settings
 from refunds.redaction import redact
 from refunds.text import is_printable, unstorable_text_path
 from refunds.providers.base import (
+    DisputeInfo,
+    DisputeState,
     LineItem,
     Money,
     PaymentInfo,
@@ -44,6 +46,18 @@ REASON_BY_CODE = {
 REFUND_EVENT_TYPES = frozenset(
     {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated", "charge.refunded"}
 )
+
+# The events about a payment's disputes.
+DISPUTE_EVENT_TYPES = frozenset(
+    f"charge.dispute.{what}" for what in ("created", "updated", "closed", "funds_withdrawn", "funds_reinstated")
+)
+# Stripe's dispute statuses; any other (a new one) is taken as still open, the cautious reading.
+_DISPUTE_STATE = {
+    "won": DisputeState.WON,
+    "lost": DisputeState.LOST,
+    "warning_closed": DisputeState.CLOSED,
+    "prevented": DisputeState.CLOSED,
+}
 
 _STATUS = {
     "pending": ProviderRefundStatus.PENDING,
@@ -82,6 +96,9 @@ def translate_error(error: stripe.StripeError) -> Exception:
         return TransientProviderError(message, code=code or f"http_{status or 'error'}")
     if status == 404 or code == "resource_missing":
         return TransactionNotFound(message, code=code or "resource_missing")
+    if code == "charge_disputed":
+        # A chargeback holds the payment: no refund until it is decided (Prism's 422).
+        return PermanentProviderError(message, code="payment_disputed", http_status=422)
     if code in _AMOUNT_CODES:
         return PermanentProviderError(message, code=code, http_status=422)
     return PermanentProviderError(message, code=code or "invalid_request", http_status=402)
@@ -99,6 +116,7 @@ class StripeProvider(RefundProvider):
     finds_refunds = True
     lists_payments = True
     receives_webhooks = True
+    reports_disputes = True
     transaction_id_pattern = r"^(pi|ch|py)_[A-Za-z0-9]+$"
     # PaymentIntents per list request (Stripe's maximum).
     list_page_size = 100
@@ -213,6 +231,7 @@ class StripeProvider(RefundProvider):
         """The payment, named by its canonical id (the PaymentIntent where the charge has one)
         with the other id (the Charge) as an alias, whichever of the two was asked."""
         kind = _payment_param(connector_transaction_id)
+        dispute = None
         try:
             if kind == "payment_intent":
                 intent = self._client.v1.payment_intents.retrieve(
@@ -229,6 +248,8 @@ class StripeProvider(RefundProvider):
                 metadata = charge.metadata.to_dict() if charge.metadata else {}
                 status = charge.status
                 customer = getattr(charge, "customer", None)
+            if charge is not None:
+                dispute = self._latest_dispute(charge)
         except stripe.StripeError as error:
             raise translate_error(error) from error
         if charge is None:
@@ -244,7 +265,19 @@ class StripeProvider(RefundProvider):
             product=str(metadata.get("product", "")),
             metadata=metadata,
             customer=(customer if isinstance(customer, str) else getattr(customer, "id", "")) or "",
+            disputes_known=True,
+            dispute=dispute,
         )
+
+    def _latest_dispute(self, charge) -> DisputeInfo | None:
+        """The charge's newest dispute; asked only when the charge says it was disputed (one
+        more call then, none for the undisputed)."""
+        if not getattr(charge, "disputed", False):
+            return None
+        page = self._client.v1.disputes.list(params={"charge": charge.id, "limit": 1})
+        if not page.data:
+            return None
+        return _dispute_info(page.data[0])
 
     def list_payments(
         self,
@@ -315,6 +348,7 @@ class StripeProvider(RefundProvider):
             type=event_type,
             payload=payload,
             is_refund_event=event_type in REFUND_EVENT_TYPES,
+            is_dispute_event=event_type in DISPUTE_EVENT_TYPES,
             transaction_ids=_event_transaction_ids(payload),
         )
 
@@ -365,6 +399,20 @@ def _event_transaction_ids(event: dict) -> frozenset[str]:
         found.append(value.get("id") if isinstance(value, dict) else value)
     # Only strings are ids: an event is stored as sent, and a field of another type names nothing.
     return frozenset(i for i in found if isinstance(i, str) and i)
+
+
+def _dispute_info(dispute) -> DisputeInfo:
+    status = str(getattr(dispute, "status", "") or "")
+    created = getattr(dispute, "created", None)
+    return DisputeInfo(
+        dispute_id=dispute.id,
+        state=_DISPUTE_STATE.get(status, DisputeState.OPEN),
+        provider_status=status,
+        amount=Money(int(dispute.amount), dispute.currency.upper()),
+        reason=str(getattr(dispute, "reason", "") or ""),
+        refundable=bool(getattr(dispute, "is_charge_refundable", False)),
+        opened_at=datetime.datetime.fromtimestamp(int(created), tz=datetime.UTC) if created else None,
+    )
 
 
 def _object_id(value) -> str:

@@ -40,6 +40,10 @@ def summary_message(*, day: datetime.date) -> dict:
         {"type": "mrkdwn", "text": f"*Requested*\n{summary.requested_count}"},
         {"type": "mrkdwn", "text": f"*Failed or needing attention*\n{summary.failure_count}"},
     ]
+    if summary.refunded_and_disputed_count:
+        fields.append(
+            {"type": "mrkdwn", "text": f"*Refunded and disputed (money at risk twice)*\n{summary.refunded_and_disputed_count}"}
+        )
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": title, "emoji": True}},
         {"type": "section", "fields": fields},

@@ -12,6 +12,8 @@ How these are counted (also shown on the summary page):
 - time to resolution = resolved_at − created_at of refunds in a final status;
   time to approval = approved_at − created_at;
 - failures: refunds failed or needing attention, by provider and error code;
+- refunded and disputed: refunds flagged (disputed_at) in the range because a dispute opened on
+  their payment after they had succeeded: the money is at risk twice;
 - refund rate by product: refunds that succeeded with resolved_at in the range over sales
   sold in the range, per product and currency.
 """
@@ -30,6 +32,7 @@ from django.db.models import Aggregate, Avg, Count, DurationField, F, Max, Min, 
 from approvals.models import Approval
 from refunds.models import FINAL_STATUSES, RefundRequest, RefundStatus, Sale
 from refunds.reports.calendar import business_zone, report_range
+from refunds.reports.disputed import DisputedRefund, refunds_disputed_after_success
 
 NO_PRODUCT_LABEL = "(no product)"
 FAILURE_STATUSES = (RefundStatus.FAILED, RefundStatus.NEEDS_ATTENTION)
@@ -197,6 +200,8 @@ class RefundSummary:
     resolution: DurationStats
     approval: DurationStats
     failures: tuple[FailureCount, ...]
+    refunded_and_disputed_count: int = 0
+    refunded_and_disputed: tuple[DisputedRefund, ...] = ()  # the first DISPUTED_ROWS_SHOWN
 
     @property
     def decided_count(self) -> int:
@@ -259,7 +264,10 @@ def _refund_summary(*, start, end, tz, since, until) -> RefundSummary:
         .annotate(n=Count("pk"))
         .order_by("-n", "provider", "error_code")
     )
+    disputed_count, disputed_rows = refunds_disputed_after_success(since=since, until=until)
     return RefundSummary(
+        refunded_and_disputed_count=disputed_count,
+        refunded_and_disputed=disputed_rows,
         start=start,
         end=end,
         time_zone=str(business_zone(tz)),

@@ -30,6 +30,7 @@ from refunds.providers.base import (
 from refunds.providers.base import TransactionNotFound as ProviderTransactionNotFound
 from refunds.publish import enqueue_on_commit
 from refunds.ratelimit import RateLimited, provider_slot_acquire
+from refunds.services.disputes import DISPUTE_CODE, refund_hold_after_refusal
 from refunds.services.payments import payment_check_amount, payment_count_refund_succeeded, payment_lock_and_refresh
 from refunds.services.transitions import refund_flag_for_attention, refund_log_append, refund_transition
 from refunds.services.unconfirmed import unconfirmed_call_lookup
@@ -121,6 +122,8 @@ def refund_submit(*, refund_id: int) -> RefundRequest | None:
     except TransientProviderError as error:
         return _after_transient_submit_error(refund, error)
     except PermanentProviderError as error:
+        if error.code == DISPUTE_CODE:
+            return refund_hold_after_refusal(refund=refund, error=error)
         return _fail(refund_id, code=error.code, message=error.message)
     return refund_record_provider_result(refund_id=refund_id, result=result)
 
@@ -379,6 +382,18 @@ def refund_retry(*, refund_id: int, actor, comment: str = "") -> RefundRequest:
         raise errors.PermissionDenied("You may not retry refunds.")
     # Retrying a refund flagged because an earlier call's outcome is unknown (a provider without
     # idempotency keys) is the person's word that they checked the provider and found no refund.
+    if RefundRequest.objects.filter(pk=refund_id, status=RefundStatus.NEEDS_ATTENTION, approved_at__isnull=True).exists():
+        # Flagged while it waited for approval (a dispute opened): it goes back to the approvers,
+        # never straight to the provider.
+        return refund_transition(
+            refund_id=refund_id,
+            to_status=RefundStatus.PENDING_APPROVAL,
+            expected_from={RefundStatus.NEEDS_ATTENTION},
+            actor=actor,
+            message="Sent back for approval by a person" + (f": {comment.strip()}" if (comment or "").strip() else ""),
+            error_code="",
+            error_message="",
+        )
     unknown_outcome = RefundRequest.objects.filter(pk=refund_id, error_code="unknown_outcome").exists()
     checked = {"unconfirmed_calls": 0, "outcome_checked_at": timezone.now()} if unknown_outcome else {}
     refund = refund_transition(

@@ -13,9 +13,10 @@ from django.db import IntegrityError, transaction
 from approvals.policy import auto_approve_threshold
 from approvals.services import refund_auto_approve
 from refunds import errors
-from refunds.models import RefundRequest, RefundStatus
+from refunds.models import RefundLog, RefundRequest, RefundStatus
 from refunds.money import STORED_TEXT_LOCALE, Money, format_minor
 from refunds.providers.base import LineItem, PaymentInfo, TransientProviderError
+from refunds.services.disputes import disputed_message, payment_dispute_act, payment_dispute_sync
 from refunds.services.payments import (
     payment_check_amount,
     payment_info_fetch,
@@ -23,7 +24,12 @@ from refunds.services.payments import (
     payment_refundable_remaining,
     provider_adapter,
 )
-from refunds.services.transitions import refund_create
+from refunds.services.transitions import refund_create, refund_log_append
+
+# Who may file a refund on a payment with an open dispute (giving dispute_override_reason):
+# finance managers (refunds.roles), the people who also approve and retry refunds. Some
+# disputes are settled by refunding; an agent's refund on a disputed payment is refused.
+DISPUTE_OVERRIDE_PERMISSION = "refunds.override_dispute_refundrequest"
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +38,12 @@ def _fingerprint(**parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _request_fingerprint(*, amount: Money | None, items: list[LineItem], reason_code: str, **parts) -> str:
+def _request_fingerprint(
+    *, amount: Money | None, items: list[LineItem], reason_code: str, dispute_override_reason: str = "", **parts
+) -> str:
     extra = {}
+    if dispute_override_reason:  # only then, like items
+        extra["dispute_override_reason"] = dispute_override_reason
     if items:  # only then, so requests filed before items existed still replay
         extra["items"] = [item.as_dict() for item in items]
     if reason_code:
@@ -53,16 +63,20 @@ def refund_request_create(
     requested_by,
     items: list[LineItem] | None = None,
     reason_code: str = "",
+    dispute_override_reason: str = "",
 ) -> tuple[RefundRequest, bool]:
     """File a refund. Returns (refund, created): a replay of the same request returns the
     existing refund with created=False. `items` (invoice lines, for providers that take them)
-    must add up to the amount; without an amount their total is the amount."""
+    must add up to the amount; without an amount their total is the amount. A payment with an
+    open dispute: see _refuse_if_disputed."""
     if not requested_by.has_perm("refunds.add_refundrequest"):
         raise errors.PermissionDenied("You may not file refund requests.")
     items = list(items or [])
+    dispute_override_reason = (dispute_override_reason or "").strip()
     fingerprint = _request_fingerprint(
         provider=provider, connector_transaction_id=connector_transaction_id, amount=amount, reason=reason,
         metadata=metadata, product=product, requested_by=requested_by.pk, items=items, reason_code=reason_code,
+        dispute_override_reason=dispute_override_reason,
     )
     replay = _replay(merchant_refund_id=merchant_refund_id, fingerprint=fingerprint)
     if replay is not None:
@@ -73,28 +87,60 @@ def refund_request_create(
     info = _payment_info_or_unverified(
         adapter=adapter, provider=provider, connector_transaction_id=connector_transaction_id, amount=amount
     )
+    _refuse_if_disputed(provider=provider, connector_transaction_id=connector_transaction_id, info=info,
+                        requested_by=requested_by, override_reason=dispute_override_reason)
+    return _file_or_replay(
+        merchant_refund_id=merchant_refund_id,
+        provider=provider,
+        connector_transaction_id=connector_transaction_id,
+        amount=amount,
+        info=info,
+        items=items,
+        fingerprint=fingerprint,
+        requested_by=requested_by,
+        reason=reason,
+        reason_code_id=reason_code or None,
+        metadata=metadata,
+        product=product,
+        dispute_override_reason=dispute_override_reason,
+    )
+
+
+def _file_or_replay(*, merchant_refund_id: str, fingerprint: str, **fields) -> tuple[RefundRequest, bool]:
     try:
         with transaction.atomic():
-            return _refund_file(
-                merchant_refund_id=merchant_refund_id,
-                provider=provider,
-                connector_transaction_id=connector_transaction_id,
-                amount=amount,
-                info=info,
-                items=items,
-                fingerprint=fingerprint,
-                requested_by=requested_by,
-                reason=reason,
-                reason_code_id=reason_code or None,
-                metadata=metadata,
-                product=product,
-            ), True
+            refund = _refund_file(merchant_refund_id=merchant_refund_id, fingerprint=fingerprint, **fields)
     except IntegrityError:
         # Another request with this merchant_refund_id won the race: same body replays it.
         replay = _replay(merchant_refund_id=merchant_refund_id, fingerprint=fingerprint)
         if replay is None:
             raise
         return replay, False
+    if refund.dispute_overridden:
+        payment_dispute_act(payment_id=refund.payment_id)  # the others on the payment are held
+    return refund, True
+
+
+def _refuse_if_disputed(*, provider, connector_transaction_id, info: PaymentInfo | None, requested_by,
+                        override_reason: str) -> None:
+    """A payment with an open dispute is refused (PaymentDisputed, 422 payment_disputed) and its
+    refunds still waiting or approved go to needs_attention, unless `override_reason` is given by
+    someone with DISPUTE_OVERRIDE_PERMISSION: then the refund is filed, exempt from that dispute,
+    and the reason is logged (_refund_file)."""
+    if info is None or info.dispute is None or not info.dispute.is_open:
+        return
+    _check_dispute_override(requested_by=requested_by, reason=override_reason)
+    if not override_reason:
+        # The news stays (the payment row, the other refunds held) though this one is refused.
+        payment = payment_dispute_sync(provider=provider, connector_transaction_id=connector_transaction_id, info=info)
+        raise errors.PaymentDisputed(disputed_message(payment), field="connector_transaction_id")
+
+
+def _check_dispute_override(*, requested_by, reason: str) -> None:
+    if reason and not requested_by.has_perm(DISPUTE_OVERRIDE_PERMISSION):
+        raise errors.PermissionDenied(
+            "Only a finance manager may file a refund on a disputed payment.", field="dispute_override_reason"
+        )
 
 
 def _payment_info_or_unverified(*, adapter, provider: str, connector_transaction_id: str, amount) -> PaymentInfo | None:
@@ -116,11 +162,28 @@ def _payment_info_or_unverified(*, adapter, provider: str, connector_transaction
 
 
 def _refund_file(
-    *, provider, connector_transaction_id, amount, info, items, fingerprint, requested_by, product, **fields
+    *,
+    provider,
+    connector_transaction_id,
+    amount,
+    info,
+    items,
+    fingerprint,
+    requested_by,
+    product,
+    dispute_override_reason="",
+    **fields,
 ) -> RefundRequest:
     """Inside the caller's transaction: lock the payment, settle and check the amount, create
     the row, auto-approve at or under the threshold."""
     payment = payment_lock_and_refresh(provider=provider, connector_transaction_id=connector_transaction_id, info=info)
+    overridden = ""
+    if payment.dispute_open:
+        # Known from the row (a webhook), also when the provider could not be asked just now.
+        _check_dispute_override(requested_by=requested_by, reason=dispute_override_reason)
+        if not dispute_override_reason:
+            raise errors.PaymentDisputed(disputed_message(payment), field="connector_transaction_id")
+        overridden = payment.dispute_id
     if amount is None:
         remaining = payment_refundable_remaining(payment=payment)
         if not remaining or remaining <= 0:
@@ -147,13 +210,26 @@ def _refund_file(
         idempotency_key=f"refundoffice-{uuid.uuid4().hex}",
         payment_verified=info is not None,
         status=RefundStatus.PENDING_APPROVAL,
+        dispute_overridden=overridden,
         **fields,
     )
+    if overridden:
+        _log_override(refund=refund, payment=payment, actor=requested_by, reason=dispute_override_reason)
     threshold = auto_approve_threshold(amount.currency)
     if amount.minor_amount <= threshold:
         # Under the payment's lock, taken above: the policy counts the payment's other refunds.
         refund = refund_auto_approve(refund=refund, payment=payment, threshold=threshold, refund_locked=True)
     return refund
+
+
+def _log_override(*, refund: RefundRequest, payment, actor, reason: str) -> None:
+    refund_log_append(
+        refund=refund,
+        event=RefundLog.Event.NOTE,
+        actor=actor,
+        message=f"Filed despite the open dispute {payment.dispute_id} on {payment.connector_transaction_id}: {reason}",
+        data={"code": "dispute_override", "dispute": payment.dispute_id, "reason": reason},
+    )
 
 
 def _check_items_supported(*, adapter, items: list[LineItem], amount: Money | None) -> Money | None:

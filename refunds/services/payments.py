@@ -17,7 +17,7 @@ from refunds import errors
 from refunds.models import OPEN_STATUSES, Payment, PaymentAlias, RefundRequest, RefundStatus
 from refunds.money import Money, format_minor
 from refunds.providers import UnknownProvider, get_provider
-from refunds.providers.base import PaymentInfo, PermanentProviderError, TransientProviderError
+from refunds.providers.base import DisputeInfo, PaymentInfo, PermanentProviderError, TransientProviderError
 from refunds.providers.base import TransactionNotFound as ProviderTransactionNotFound
 from refunds.ratelimit import provider_slot_acquire
 
@@ -118,12 +118,31 @@ def payment_lock_and_refresh(*, provider: str, connector_transaction_id: str, in
         payment.product = info.product[:200]
         payment.customer = info.customer[:255]
         payment.synced_at = timezone.now()
+        dispute_fields = _dispute_fields(payment, info)
         payment.save(
             update_fields=[
                 "amount_minor", "currency", "amount_refunded_minor", "status", "product", "customer", "synced_at",
+                *dispute_fields,
             ]
         )
     return payment
+
+
+def _dispute_fields(payment: Payment, info: PaymentInfo) -> list[str]:
+    """Copy the provider's word on the payment's dispute onto the row; nothing when the provider
+    does not report disputes (what the row knows from elsewhere stays)."""
+    if not info.disputes_known:
+        return []
+    dispute = info.dispute
+    payment.dispute_id = dispute.dispute_id[:255] if dispute else ""
+    payment.dispute_state = str(dispute.state) if dispute else ""
+    payment.dispute_status = dispute.provider_status[:32] if dispute else ""
+    payment.dispute_reason = dispute.reason[:64] if dispute else ""
+    payment.dispute_amount_minor = dispute.amount.minor_amount if dispute else None
+    payment.dispute_opened_at = dispute.opened_at if dispute else None
+    return [
+        "dispute_id", "dispute_state", "dispute_status", "dispute_reason", "dispute_amount_minor", "dispute_opened_at",
+    ]
 
 
 def payment_count_refund_succeeded(*, refund: RefundRequest) -> None:
@@ -186,6 +205,11 @@ class PaymentPreview:
     refunded_at_provider: int
     awaiting: int  # our refunds on it, open and not yet at the provider
     product: str
+    dispute: DisputeInfo | None = None  # the payment's latest dispute, where the provider says
+
+    @property
+    def dispute_open(self) -> bool:
+        return self.dispute is not None and self.dispute.is_open
 
     @property
     def refundable_now(self) -> int:
@@ -209,4 +233,5 @@ def payment_preview(*, provider: str, connector_transaction_id: str) -> PaymentP
         refunded_at_provider=max(info.amount_refunded, sums.known_at_provider),
         awaiting=sums.not_yet_at_provider,
         product=info.product,
+        dispute=info.dispute,
     )

@@ -26,6 +26,7 @@ from refunds.providers.base import ProviderEvent, ProviderRefundStatus, RefundRe
 from refunds.publish import enqueue_on_commit
 from refunds.redaction import redact
 from refunds.services.execution import poll_delay, refund_record_provider_result
+from refunds.services.disputes import payment_dispute_act
 from refunds.services.payments import payment_lock_and_refresh
 from refunds.services.transitions import refund_create
 
@@ -49,7 +50,7 @@ def webhook_event_receive(*, provider: str, event: ProviderEvent) -> tuple[Webho
             stored = WebhookEvent.objects.create(
                 provider=provider, event_id=event_id, type=event.type[:100], payload=event.payload
             )
-            if event.is_refund_event:
+            if event.is_refund_event or event.is_dispute_event:
                 enqueue_on_commit("webhook_event_process_task", stored.pk)
             else:
                 stored.processed_at = timezone.now()
@@ -69,14 +70,18 @@ def webhook_event_process(*, event_pk: int) -> None:
         event.save(update_fields=["attempts"])
     try:
         # The payments the event is about, as its provider reads its stored payload.
-        ids = provider_class(event.provider).webhook_event(event.payload).transaction_ids
+        parsed = provider_class(event.provider).webhook_event(event.payload)
+        ids = parsed.transaction_ids
         payments = list(
             Payment.objects.filter(provider=event.provider)
             .filter(Q(connector_transaction_id__in=ids) | Q(aliases__connector_transaction_id__in=ids))
             .distinct()
         )
         for payment in payments:
-            payment_refunds_reconcile(payment_id=payment.pk)
+            if parsed.is_dispute_event:
+                payment_dispute_refresh(payment_id=payment.pk)
+            else:
+                payment_refunds_reconcile(payment_id=payment.pk)
     except Exception as error:
         WebhookEvent.objects.filter(pk=event.pk).update(last_error=redact(str(error))[:500])
         raise
@@ -103,6 +108,18 @@ def payment_refunds_reconcile(*, payment_id: int) -> None:
             refund_record_provider_result(refund_id=refund.pk, result=result)
     with transaction.atomic():
         payment_lock_and_refresh(provider=payment.provider, connector_transaction_id=payment.connector_transaction_id, info=info)
+
+
+def payment_dispute_refresh(*, payment_id: int) -> None:
+    """A dispute event is a hint too: ask the provider for the payment (its dispute with it),
+    record that, then act on it (refunds.services.disputes). Replays end in the same state."""
+    payment = Payment.objects.get(pk=payment_id)
+    info = get_provider(payment.provider).get_payment(connector_transaction_id=payment.connector_transaction_id)
+    with transaction.atomic():
+        payment_lock_and_refresh(
+            provider=payment.provider, connector_transaction_id=payment.connector_transaction_id, info=info
+        )
+    payment_dispute_act(payment_id=payment.pk)
 
 
 def _record_external_refund(*, payment: Payment, result: RefundResult) -> None:

@@ -19,8 +19,9 @@ def test_detail_has_the_documented_fields(api, agent):
     assert set(data) == {
         "merchant_refund_id", "provider", "connector_transaction_id", "connector_refund_id", "status", "amount",
         "reason", "reason_code", "metadata", "product", "items", "requested_by", "origin", "created_at", "resolved_at", "approvals",
-        "error",
+        "error", "disputed_at",
     }
+    assert data["disputed_at"] is None  # set when a dispute opens after the refund succeeded
     assert data["amount"] == {"minor_amount": 1000, "currency": "USD"}
     assert data["metadata"] == {"k": "v"}
     assert data["items"] == []

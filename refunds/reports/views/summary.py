@@ -68,9 +68,20 @@ def summary_view(request):
                 }
                 for r in rates
             ],
+            disputed=_disputed_rows(summary),
             last_day=end,
             first_day=start,
             previous_day=start - datetime.timedelta(days=1),
             next_day=start + datetime.timedelta(days=1),
         )
     return render(request, "reports/summary.html", context)
+
+
+def _disputed_rows(summary) -> list[dict]:
+    """"Refunded and disputed" as the page shows it."""
+    return [
+        {"refund": d.merchant_refund_id, "payment": d.connector_transaction_id, "provider": d.provider,
+         "amount": money_display(d.amount_minor, d.currency), "dispute": d.dispute_id,
+         "dispute_status": d.dispute_status, "disputed_at": d.disputed_at}
+        for d in summary.refunded_and_disputed
+    ]
