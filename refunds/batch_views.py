@@ -113,7 +113,7 @@ def batch_detail(request, batch_id: int):
         rows = rows.filter(plan=show)
     page = Paginator(rows, ROWS_PAGE_SIZE).get_page(request.GET.get("page"))
     for row in page.object_list:
-        minor = row.refund.amount_minor if row.refund_id else row.planned_minor
+        minor = row.refund.amount_minor if row.refund_id else row.planned_minor if row.planned_minor is not None else row.amount_minor
         currency = row.refund.currency if row.refund_id else row.currency
         row.amount_shown = format_minor(minor, currency) if minor is not None and currency else (row.amount_text or "all that remains")
     working = batch.state in (RefundBatch.State.CHECKING, RefundBatch.State.FILING)

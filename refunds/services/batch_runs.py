@@ -61,9 +61,8 @@ def _claim(batch_id: int) -> tuple[RefundBatch, str] | None:
 
 
 def _progress(batch: RefundBatch, token: str, **fields) -> None:
-    held = RefundBatch.objects.filter(pk=batch.pk, lease_token=token).update(
-        lease_until=timezone.now() + LEASE, **fields
-    )
+    fields.setdefault("lease_until", timezone.now() + LEASE)
+    held = RefundBatch.objects.filter(pk=batch.pk, lease_token=token).update(**fields)
     if not held:
         raise _LostLease
 
@@ -206,10 +205,10 @@ def _check(batch: RefundBatch, token: str) -> None:
 
 def _totals(batch: RefundBatch) -> dict:
     totals: dict[str, dict[str, int]] = {}
-    for plan, currency, minor in batch.rows.values_list("plan", "currency", "planned_minor"):
+    for plan, currency, planned, asked in batch.rows.values_list("plan", "currency", "planned_minor", "amount_minor"):
         entry = totals.setdefault(currency or "?", {})
         entry[f"{plan}_rows"] = entry.get(f"{plan}_rows", 0) + 1
-        entry[plan] = entry.get(plan, 0) + (minor or 0)
+        entry[plan] = entry.get(plan, 0) + (planned if planned is not None else asked or 0)
     return totals
 
 

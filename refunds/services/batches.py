@@ -271,7 +271,7 @@ def batch_results_csv(batch: RefundBatch):
     rows = batch.rows.select_related("refund").order_by("line")
     for row in rows.iterator(chunk_size=1000):
         refund = row.refund
-        minor = refund.amount_minor if refund else row.planned_minor
+        minor = refund.amount_minor if refund else row.planned_minor if row.planned_minor is not None else row.amount_minor
         currency = (refund.currency if refund else row.currency) or ""
         amount = format_minor_number(minor, currency, BATCH_LOCALE) if minor is not None and currency else ""
         yield writer.writerow([_cell(value) for value in (
