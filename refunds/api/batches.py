@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
@@ -56,8 +56,14 @@ _ERRORS = {401: _error("No or an invalid token."), 403: _error("`permission_deni
            404: _error("No such batch (or not visible to you).")}
 
 
-def _visible(request, batch_id: int) -> RefundBatch:
-    batch = refund_batches_visible_to(request.user).filter(pk=batch_id).first()
+_BATCH_ID = OpenApiParameter("batch_id", {"type": "integer", "minimum": 1}, OpenApiParameter.PATH)
+
+
+def _visible(request, batch_id: str) -> RefundBatch:
+    # A str in the URL, so a path that is no number is this API's JSON 404, not the site's page.
+    if not (batch_id.isascii() and batch_id.isdigit() and len(batch_id) <= 18):
+        raise exceptions.NotFound("No such batch.")
+    batch = refund_batches_visible_to(request.user).filter(pk=int(batch_id)).first()
     if batch is None:
         raise exceptions.NotFound("No such batch.")
     return batch
@@ -68,7 +74,15 @@ class RefundBatchCreate(APIView):
 
     @extend_schema(
         operation_id="createRefundBatch",
-        request={"text/csv": {"type": "string", "description": "The CSV file: " + ", ".join(batches.BATCH_COLUMNS)}},
+        request={"text/csv": {
+            "type": "string",
+            "description": "The CSV file (UTF-8, comma-separated, a header row naming the columns "
+                           + ", ".join(batches.BATCH_COLUMNS) + "; amounts written 1,234.50). The pattern shows "
+                           "the simplest file: full refunds by payment id.",
+            # What a generator may send and expect to be read; other files are described by the 400.
+            "pattern": "^" + ",".join(batches.BATCH_COLUMNS) + r"\n([A-Za-z0-9][A-Za-z0-9._:-]{0,40},stripe,"
+                       r"pi_[A-Za-z0-9]{1,30},,,,,\n){1,5}$",
+        }},
         responses={
             201: _batch("Read; its dry run is queued. Nothing is filed until POST …/confirm/."),
             400: _error("`batch_file_invalid`: the file cannot be read; `error.message` lists the lines."),
@@ -94,18 +108,18 @@ class RefundBatchCreate(APIView):
 
 
 class RefundBatchDetail(APIView):
-    @extend_schema(operation_id="getRefundBatch", responses={200: _batch("The batch and its progress."), **_ERRORS})
-    def get(self, request, batch_id: int):
+    @extend_schema(operation_id="getRefundBatch", parameters=[_BATCH_ID], responses={200: _batch("The batch and its progress."), **_ERRORS})
+    def get(self, request, batch_id: str):
         return Response(RefundBatchSerializer(_visible(request, batch_id)).data)
 
 
 class RefundBatchConfirm(APIView):
     @extend_schema(
-        operation_id="confirmRefundBatch", request=None,
+        operation_id="confirmRefundBatch", request=None, parameters=[_BATCH_ID],
         responses={202: _batch("Filing; confirming again changes nothing."), **_ERRORS,
                    409: _error("`batch_not_checked`: the dry run has not finished, or the batch was discarded.")},
     )
-    def post(self, request, batch_id: int):
+    def post(self, request, batch_id: str):
         batch = _visible(request, batch_id)
         batch = batches.refund_batch_confirm(batch_id=batch.pk, user=request.user)
         return Response(RefundBatchSerializer(batch).data, status=202)
@@ -113,10 +127,10 @@ class RefundBatchConfirm(APIView):
 
 class RefundBatchResults(APIView):
     @extend_schema(
-        operation_id="getRefundBatchResults",
+        operation_id="getRefundBatchResults", parameters=[_BATCH_ID],
         responses={(200, "text/csv"): OpenApiResponse({"type": "string"}, description="One line per row."), **_ERRORS},
     )
-    def get(self, request, batch_id: int):
+    def get(self, request, batch_id: str):
         batch = _visible(request, batch_id)
         response = StreamingHttpResponse(batches.batch_results_csv(batch), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="refund-batch-{batch.pk}-results.csv"'

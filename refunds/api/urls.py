@@ -10,8 +10,8 @@ urlpatterns = [
     path("refunds/<str:merchant_refund_id>/", views.RefundDetail.as_view(), name="api-refund-detail"),
     path("refunds/<str:merchant_refund_id>/approve/", views.RefundApprove.as_view(), name="api-refund-approve"),
     path("refund-batches/", batches.RefundBatchCreate.as_view(), name="api-refund-batches"),
-    path("refund-batches/<int:batch_id>/", batches.RefundBatchDetail.as_view(), name="api-refund-batch-detail"),
-    path("refund-batches/<int:batch_id>/confirm/", batches.RefundBatchConfirm.as_view(), name="api-refund-batch-confirm"),
-    path("refund-batches/<int:batch_id>/results/", batches.RefundBatchResults.as_view(), name="api-refund-batch-results"),
+    path("refund-batches/<str:batch_id>/", batches.RefundBatchDetail.as_view(), name="api-refund-batch-detail"),
+    path("refund-batches/<str:batch_id>/confirm/", batches.RefundBatchConfirm.as_view(), name="api-refund-batch-confirm"),
+    path("refund-batches/<str:batch_id>/results/", batches.RefundBatchResults.as_view(), name="api-refund-batch-results"),
     path("refunds/<str:merchant_refund_id>/reject/", views.RefundReject.as_view(), name="api-refund-reject"),
 ]
