@@ -32,7 +32,10 @@ from refunds.services.payments import payment_find, payment_refund_sums, provide
 
 logger = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=120)
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.REFUND_BATCH_LEASE_SECONDS)
+
 # Rows checked or filed between two progress writes (and lease renewals).
 CHUNK_ROWS = 25
 # A batch waiting for a worker this long with no claim is sent to the workers again.
@@ -55,13 +58,13 @@ def _claim(batch_id: int) -> tuple[RefundBatch, str] | None:
             return None  # a live worker holds it
         if batch.lease_token:
             logger.warning("batch %s: its worker's lease lapsed; taking it over", batch.pk)
-        batch.lease_token, batch.lease_until = uuid.uuid4().hex, now + LEASE
+        batch.lease_token, batch.lease_until = uuid.uuid4().hex, now + _lease()
         batch.save(update_fields=["lease_token", "lease_until"])
     return batch, batch.lease_token
 
 
 def _progress(batch: RefundBatch, token: str, **fields) -> None:
-    fields.setdefault("lease_until", timezone.now() + LEASE)
+    fields.setdefault("lease_until", timezone.now() + _lease())
     held = RefundBatch.objects.filter(pk=batch.pk, lease_token=token).update(**fields)
     if not held:
         raise _LostLease
