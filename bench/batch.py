@@ -68,6 +68,7 @@ def wait(predicate, what: str, timeout: float = 7200.0, every: float = 1.0):
         time.sleep(every)
 
 
+# A long function: the run's steps in order, as the report lists them.
 def main():
     args = parse_args()
     stop_on_signals()

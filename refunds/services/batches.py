@@ -110,6 +110,7 @@ def _header(reader) -> list[str]:
     return header
 
 
+# A long function: one pass over the file's lines, each check in the order a person fixes them.
 def batch_file_parse(*, data: bytes) -> list[RefundBatchRow]:
     """Every row of the file as an unsaved RefundBatchRow, or BatchFileError listing each line
     that cannot be read (wrong shape, missing or over-long values, control characters). Values
