@@ -40,6 +40,7 @@ def test_an_agent_uploads_reads_the_dry_run_confirms_and_downloads_the_results(c
     batch_runs.refund_batch_run(batch_id=batch.pk)
     page = client.get(answer.url).content.decode()
     assert "Checked: waiting for confirmation" in page and 'http-equiv="refresh"' not in page
+    assert "2 of 2 rows checked" in page
     assert "20.00 USD (1)" in page  # the auto-approved total
     assert "over-refund: 90.00 USD exceeds what remains refundable (80.00 USD) after line 2 of this file." in page
     assert not RefundRequest.objects.exists()
