@@ -123,6 +123,7 @@ def batch_file_parse(*, data: bytes) -> list[RefundBatchRow]:
     rows: list[RefundBatchRow] = []
     seen: dict[str, int] = {}
     codes = set(ReasonCode.objects.filter(active=True).values_list("code", flat=True))
+    adapters: dict = {}
     line = 1
     while True:
         try:
@@ -164,7 +165,7 @@ def batch_file_parse(*, data: bytes) -> list[RefundBatchRow]:
             note=values["note"],
             product=values["product"],
         )
-        refusal = _row_refusal(row, values=values, seen=seen, codes=codes)
+        refusal = _row_refusal(row, values=values, seen=seen, codes=codes, adapters=adapters)
         if refusal:
             row.plan, row.message, row.error_code = RefundBatchRow.Plan.REFUSED, refusal[:500], ROW_INVALID
         rows.append(row)
@@ -175,7 +176,7 @@ def batch_file_parse(*, data: bytes) -> list[RefundBatchRow]:
     return rows
 
 
-def _row_refusal(row: RefundBatchRow, *, values: dict, seen: dict[str, int], codes: set[str]) -> str:
+def _row_refusal(row: RefundBatchRow, *, values: dict, seen: dict[str, int], codes: set[str], adapters: dict) -> str:
     """Why the row cannot be filed, from the file alone ("" when it may be)."""
     if not MERCHANT_REFUND_ID.match(row.merchant_refund_id):
         return "merchant_refund_id may have letters, digits and . _ : - (starting with a letter or digit)."
@@ -183,7 +184,10 @@ def _row_refusal(row: RefundBatchRow, *, values: dict, seen: dict[str, int], cod
         return f"duplicate id: merchant_refund_id {row.merchant_refund_id} is also on line {seen[row.merchant_refund_id]}."
     seen[row.merchant_refund_id] = row.line
     try:
-        adapter = get_provider(row.provider)
+        # One adapter per provider for the whole file (building one per row is most of a row's cost).
+        if row.provider not in adapters:
+            adapters[row.provider] = get_provider(row.provider)
+        adapter = adapters[row.provider]
     except UnknownProvider:
         return f"unknown provider {row.provider[:32]!r}."
     if not TRANSACTION_ID.match(row.connector_transaction_id):
