@@ -235,6 +235,12 @@ REFUND_AUTO_APPROVE_DEFAULT = env.int("REFUND_AUTO_APPROVE_DEFAULT", default=500
 # bounds the sum auto-approved for one customer (the provider's customer id) per business day
 # (REPORTS_TIME_ZONE), across their payments. Off by default: many payments carry no customer.
 REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY = env.bool("REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY", default=False)
+# Bulk refunds (refunds/services/batches.py): the most rows and bytes one CSV file may have.
+REFUND_BATCH_MAX_ROWS = env.int("REFUND_BATCH_MAX_ROWS", default=10_000)
+REFUND_BATCH_MAX_BYTES = env.int("REFUND_BATCH_MAX_BYTES", default=5 * 1024 * 1024)
+# A worker checking or filing a batch renews its claim every few rows; a claim this old is a dead
+# worker's, and the sweeper hands the batch to another (which files nothing twice).
+REFUND_BATCH_LEASE_SECONDS = env.int("REFUND_BATCH_LEASE_SECONDS", default=120)
 # What the "Finance managers" group may approve alone, in any currency, until a superuser sets
 # limits in the admin (Approvals › Approver limits). 100000 is $1,000.00.
 REFUND_DEFAULT_APPROVER_LIMIT = env.int("REFUND_DEFAULT_APPROVER_LIMIT", default=100_000)

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from refunds import batch_views
 from refunds.navigation import home
 from refunds.second_factor_views import second_factor_setup_view, second_factor_view
 from refunds.views import healthz, provider_webhook, refund_detail, refund_list, refund_new
@@ -16,6 +17,12 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("refunds/", refund_list, name="refund-list"),
     path("refunds/new", refund_new, name="refund-new"),
+    path("refunds/batches/", batch_views.batch_list, name="batch-list"),
+    path("refunds/batches/<int:batch_id>/", batch_views.batch_detail, name="batch-detail"),
+    path("refunds/batches/<int:batch_id>/confirm", batch_views.batch_confirm, name="batch-confirm"),
+    path("refunds/batches/<int:batch_id>/discard", batch_views.batch_discard, name="batch-discard"),
+    path("refunds/batches/<int:batch_id>/results.csv", batch_views.batch_results, name="batch-results"),
+    path("refunds/batches/<int:batch_id>/approve", batch_views.batch_approve, name="batch-approve"),
     path("refunds/<str:merchant_refund_id>", refund_detail, name="refund-detail"),
     path("reports/", include("refunds.reports.urls")),
     path("admin/", admin.site.urls),

@@ -441,3 +441,9 @@ class SummaryDelivery(models.Model):
 
     def __str__(self):
         return f"summary {self.day}"
+
+
+
+# Bulk refund files (refunds/services/batches.py) live in their own module; imported here so
+# Django finds them with the app's other models.
+from refunds.models_batches import RefundBatch, RefundBatchRow  # noqa: E402,F401

@@ -11,7 +11,7 @@ from refunds.providers import UnknownProvider
 from refunds.providers.base import TransientProviderError
 from refunds.reports import calendar, morning, sales
 from refunds.reports.exports import jobs as export_jobs
-from refunds.services import dispatch, execution, notifications, webhooks
+from refunds.services import batch_runs, dispatch, execution, notifications, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -99,3 +99,15 @@ def export_jobs_sweep_task():
     swept = export_jobs.export_jobs_sweep()
     if any(swept.values()):
         logger.info("export jobs sent again: %s", swept)
+
+
+@shared_task(acks_late=True)
+def refund_batch_run_task(batch_id: int):
+    batch_runs.refund_batch_run(batch_id=batch_id)
+
+
+@shared_task
+def refund_batches_sweep_task():
+    swept = batch_runs.refund_batches_sweep()
+    if swept:
+        logger.info("refund batches sent again: %s", swept)

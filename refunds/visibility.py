@@ -11,7 +11,7 @@ model permission (the admin's view permission, the report's permission); they ne
 from django.db.models import Q, QuerySet
 
 from approvals.models import Approval
-from refunds.models import ApiToken, ExportJob, Payment, RefundLog, RefundRequest, Sale, WebhookEvent
+from refunds.models import ApiToken, ExportJob, RefundBatch, Payment, RefundLog, RefundRequest, Sale, WebhookEvent
 
 _NOTHING = Q(pk__in=[])
 
@@ -74,3 +74,15 @@ def api_tokens_visible_to(user) -> QuerySet[ApiToken]:
         return ApiToken.objects.none()
     return ApiToken.objects.all() if user.is_superuser else ApiToken.objects.filter(user=user)
 
+
+
+def refund_batches_visible_to(user) -> QuerySet[RefundBatch]:
+    """Bulk refund files follow the refunds they file: those who see every refund see every batch
+    (finance managers approve their waiting rows); an agent, the batches they uploaded."""
+    if not user.is_authenticated or not user.is_active:
+        return RefundBatch.objects.none()
+    if sees_every_refund(user):
+        return RefundBatch.objects.all()
+    if user.has_perm("refunds.add_refundrequest"):
+        return RefundBatch.objects.filter(created_by=user)
+    return RefundBatch.objects.none()

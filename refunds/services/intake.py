@@ -51,6 +51,19 @@ def _request_fingerprint(
     return _fingerprint(amount=amount.as_dict() if amount else None, **parts, **extra)
 
 
+def refund_request_fingerprint(
+    *, provider: str, connector_transaction_id: str, amount: Money | None, reason: str, metadata: dict, product: str,
+    requested_by, items: list[LineItem] | None = None, reason_code: str = "",
+) -> str:
+    """What `refund_request_create` stores to tell a replay from a conflict (the batch dry run
+    asks it of rows whose merchant_refund_id is already taken)."""
+    return _request_fingerprint(
+        provider=provider, connector_transaction_id=connector_transaction_id, amount=amount, reason=reason,
+        metadata=metadata, product=product, requested_by=requested_by.pk, items=list(items or []),
+        reason_code=reason_code,
+    )
+
+
 def refund_request_create(
     *,
     merchant_refund_id: str,

@@ -18,7 +18,9 @@ from rest_framework.views import APIView
 
 from approvals.models import Approval, ApproverLimit, AutoApproveThreshold
 from refunds.api.authentication import api_token_create
-from refunds.models import ExportJob, ReasonCode, RefundLog, RefundRequest, Sale, WebhookEvent
+from refunds.models import (
+    ExportJob, ReasonCode, RefundBatch, RefundBatchRow, RefundLog, RefundRequest, Sale, WebhookEvent,
+)
 from tests import factories
 
 _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
@@ -70,6 +72,7 @@ class World:
     refund: RefundRequest
     export_job: ExportJob
     token: str
+    batch: RefundBatch | None = None
     pks: dict = field(default_factory=dict)  # (app_label, model_name) -> a pk
 
     def valid(self, route: Route, param: str) -> str:
@@ -80,6 +83,7 @@ class World:
         return {
             "merchant_refund_id": self.refund.merchant_refund_id,
             "job_id": str(self.export_job.pk),
+            "batch_id": str(self.batch.pk) if self.batch else "1",
             "app_label": "refunds",
             "content_type_id": str(ContentType.objects.get_for_model(RefundRequest).pk),
             "object_id": str(self.refund.pk),
@@ -113,7 +117,16 @@ def world_build() -> World:
                         sold_at=timezone.now())
     job = ExportJob.objects.create(requested_by=accountant, format="csv", filters={})
     users = {"agent": agent, "manager": manager, "accountant": accountant, "superuser": superuser, "anonymous": None}
-    world = World(users=users, refund=refund, export_job=job, token=api_token_create(user=agent))
+    # A bulk refund file of the agent's, checked and waiting for confirmation, one row filed already.
+    batch = RefundBatch.objects.create(created_by=agent, file_name="walk.csv", state=RefundBatch.State.CHECKED,
+                                       rows_total=2, rows_checked=2, totals={"USD": {"auto": 100, "auto_rows": 1}})
+    RefundBatchRow.objects.create(batch=batch, line=2, merchant_refund_id="walk-b1", provider="stripe",
+                                  connector_transaction_id="pi_walk", amount_minor=100, currency="USD", plan="auto",
+                                  planned_minor=100, message="will be approved at once.")
+    RefundBatchRow.objects.create(batch=batch, line=3, merchant_refund_id=refund.merchant_refund_id, provider="stripe",
+                                  connector_transaction_id=refund.connector_transaction_id, plan="already",
+                                  outcome="already", refund=refund)
+    world = World(users=users, refund=refund, export_job=job, token=api_token_create(user=agent), batch=batch)
     for model in admin.site._registry:
         first = model._default_manager.order_by("pk").values_list("pk", flat=True).first()
         if first is not None:

@@ -128,18 +128,35 @@ def _walk_route(walker: Walker, route: site.Route, world: site.World, found, sam
                 _post_csv(walker, target, form, name, cls, value)
     if route.is_json:
         _walk_json(walker, route, path, world, every=1 if allowed else 6)
+    if route.name == "api-refund-batches":
+        # The API takes the file as the body (text/csv): the same hostile rows, and hostile files.
+        for cls, value in sampler.draw(4 if allowed else 1):
+            walker.send("post", path, data=_hostile_csv(*_BATCH_CSV, value), content_type="text/csv", cls=cls,
+                        place="uploaded CSV cell")
+        for body in (b"", b"\xef\xbb\xbf", b"\x00" * 64, b"\xff\xfe\x00a", b"a;b;c\n1;2;3\n", b'"' * 5000):
+            walker.send("post", path, data=body, content_type="text/csv", cls="junk", place="uploaded CSV cell")
 
 
-def _post_csv(walker: Walker, target: str, form: site.Form, file_field: str, cls: str, value: str) -> None:
-    """An uploaded CSV with the hostile value in each column of a row of its own."""
-    columns = ["sale_id", "sold_at", "product", "amount", "currency"]
-    good = ["s-1", "2026-01-31", "Mug", "12.50", "USD"]
+# Per upload form (by its target), a good row of its file; each column in turn gets the hostile value.
+_SALES_CSV = (["sale_id", "sold_at", "product", "amount", "currency"], ["s-1", "2026-01-31", "Mug", "12.50", "USD"])
+_BATCH_CSV = (
+    ["merchant_refund_id", "provider", "connector_transaction_id", "amount", "currency", "reason_code", "note", "product"],
+    ["walk-c1", "stripe", "pi_walk", "1.50", "USD", "walk", "Outage", "Mug"],
+)
+
+
+def _hostile_csv(columns: list[str], good: list[str], value: str) -> bytes:
     rows = [",".join(columns)]
     for i in range(len(columns)):
         row = list(good)
         row[i] = '"' + value.replace('"', '""') + '"'
         rows.append(",".join(row))
-    data = "\r\n".join(rows).encode("utf-8", "surrogatepass")
+    return "\r\n".join(rows).encode("utf-8", "surrogatepass")
+
+
+def _post_csv(walker: Walker, target: str, form: site.Form, file_field: str, cls: str, value: str) -> None:
+    """An uploaded CSV with the hostile value in each column of a row of its own."""
+    data = _hostile_csv(*(_BATCH_CSV if "/batches/" in target else _SALES_CSV), value)
     boundary = "walkboundary"
     parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
              for k, v in form.fields if not k.startswith("csrf")]
