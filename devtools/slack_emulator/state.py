@@ -12,10 +12,10 @@ import urllib.parse
 from . import DEFAULT_CHANNEL, DEFAULT_TEAM
 
 DEFAULT_USERS = [
-    {"id": "U0MANAGER1", "name": "manager", "real_name": "Maria Manager"},
-    {"id": "U0MANAGER2", "name": "manager2", "real_name": "Max Manager"},
-    {"id": "U0DIRECTOR", "name": "director", "real_name": "Dana Director"},
-    {"id": "U0AGENT001", "name": "agent", "real_name": "Alex Agent"},
+    {"id": "U0MANAGER1", "name": "fran", "real_name": "Fran Finance"},
+    {"id": "U0MANAGER2", "name": "max", "real_name": "Max Manager"},
+    {"id": "U0DIRECTOR", "name": "ada", "real_name": "Ada Admin"},
+    {"id": "U0AGENT001", "name": "alex", "real_name": "Alex Agent"},
     {"id": "U0STRANGER", "name": "stranger", "real_name": "Sam Stranger"},
 ]
 

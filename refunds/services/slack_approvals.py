@@ -12,6 +12,7 @@ from django.core import signing
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
+from slack_sdk.errors import SlackApiError
 
 from refunds import errors
 from refunds.models import (
@@ -75,12 +76,17 @@ def approval_message_sync(*, refund_id: int) -> SlackApprovalMessage | None:
             return message
         client = web_client()
         now = timezone.now()
+        if message.ts:
+            try:
+                client.chat_update(channel=message.channel, ts=message.ts, text=payload["text"], blocks=payload["blocks"])
+                message.updated_at = now
+            except SlackApiError as error:
+                if error.response.get("error") != "message_not_found":
+                    raise
+                message.ts = ""  # deleted in Slack: the channel gets the current picture anew
         if not message.ts:
             answer = client.chat_postMessage(channel=message.channel, text=payload["text"], blocks=payload["blocks"])
             message.ts, message.channel, message.posted_at = answer["ts"], answer["channel"], now
-        else:
-            client.chat_update(channel=message.channel, ts=message.ts, text=payload["text"], blocks=payload["blocks"])
-            message.updated_at = now
         message.rendered, message.error = rendered, ""
         message.save(update_fields=["ts", "channel", "posted_at", "updated_at", "rendered", "error"])
         return message

@@ -125,3 +125,14 @@ def test_slack_down_leaves_refunds_alone_and_the_message_is_posted_when_it_is_ba
     slack_app.configure(faults={})
     post(refund)
     assert "Approved by manager" in text_of(message_of(slack_app, refund))
+
+
+def test_a_message_deleted_in_slack_is_posted_again_with_the_current_picture(slack_app, api, manager):
+    refund = waiting_refund(merchant_refund_id="sl-gone")
+    post(refund)
+    slack_app.reset()  # the channel lost it
+    api(manager).post("/api/refunds/sl-gone/approve/", {}, format="json")
+    post(refund)
+    [message] = slack_app.messages()
+    assert "Approved by manager" in text_of(message) and buttons_of(message) == []
+    assert message_of(slack_app, refund)["ts"] == message["ts"]
