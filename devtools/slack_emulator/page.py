@@ -30,8 +30,17 @@ def _unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
+EMOJI = {
+    "white_check_mark": "\u2705", "ballot_box_with_check": "\u2611\ufe0f", "no_entry": "\u26d4", "moneybag": "\U0001f4b0",
+    "x": "\u274c", "arrows_counterclockwise": "\U0001f504", "heavy_multiplication_x": "\u2716\ufe0f",
+    "rotating_light": "\U0001f6a8", "robot_face": "\U0001f916", "alarm_clock": "\u23f0",
+    "hourglass_flowing_sand": "\u23f3",
+}
+
+
 def _plain(text: str) -> str:
     escaped = html.escape(_unescape(text))
+    escaped = re.sub(r":([a-z_]+):", lambda m: EMOJI.get(m.group(1), m.group(0)), escaped)
     escaped = re.sub(r"\*([^*\n]+)\*", r"<b>\1</b>", escaped)
     return re.sub(r"`([^`\n]+)`", r"<code>\1</code>", escaped)
 
