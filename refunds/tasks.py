@@ -109,10 +109,11 @@ def slack_approval_message_sync_task(refund_id: int):
 
 @shared_task
 def slack_reminders_send_due_task():
-    """Reminders past their threshold (each claimed once in the database), and approval messages
-    Slack has not accepted yet offered to the sync task again."""
+    """Reminders past their threshold (each claimed once in the database), approval messages
+    Slack has not accepted yet offered to the sync task again, old replay records dropped."""
     sent = slack_reminders.slack_reminders_send_due()
     for refund_id in slack_approvals.approval_messages_missing():
         slack_approval_message_sync_task.delay(refund_id)
+    slack_approvals.slack_interactions_prune()
     if sent:
         logger.info("Slack reminders sent: %s", sent)

@@ -127,6 +127,13 @@ def slack_interaction_claim(*, body: bytes, signature: str, kind: str, slack_use
     return True
 
 
+def slack_interactions_prune(*, older_than: datetime.timedelta = datetime.timedelta(hours=1)) -> int:
+    """Forget requests older than any timestamp the endpoint still accepts: their replays are
+    refused as stale before the replay table is consulted."""
+    cutoff = timezone.now() - max(older_than, datetime.timedelta(seconds=2 * settings.SLACK_REQUEST_MAX_AGE_SECONDS))
+    return SlackInteraction.objects.filter(received_at__lt=cutoff).delete()[0]
+
+
 # --- Linking a Slack user to an account -------------------------------------------------------
 
 

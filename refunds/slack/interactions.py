@@ -61,6 +61,12 @@ def text_of(value) -> str:
     return value if isinstance(value, str) else ""
 
 
+def obj(payload: dict, key: str) -> dict:
+    """A nested object of the payload, or {} when it is missing or of another shape."""
+    value = payload.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def _refund_id(value) -> int | None:
     value = text_of(value).split(":")[0]
     return int(value) if value.isascii() and value.isdigit() and len(value) < 18 else None
@@ -78,7 +84,7 @@ def _confirm_url() -> str:
 def _decider(payload: dict) -> tuple[object | None, str]:
     """The app user behind the Slack user, or None and what to tell them."""
     slack_user_id = text_of(payload["user"].get("id"))
-    team_id = text_of((payload.get("team") or {}).get("id"))
+    team_id = text_of(obj(payload, "team").get("id"))
     identity = SlackIdentity.objects.select_related("user").filter(slack_user_id=slack_user_id).first()
     if identity is None:
         return None, (
@@ -121,14 +127,16 @@ def _decide(*, refund_id: int, user, reject: bool, comment: str) -> tuple[bool, 
 
 
 def _channel(payload: dict) -> str:
-    return text_of((payload.get("channel") or {}).get("id")) or text_of(
-        (payload.get("container") or {}).get("channel_id")
-    ) or settings.SLACK_APPROVALS_CHANNEL
+    return (
+        text_of(obj(payload, "channel").get("id"))
+        or text_of(obj(payload, "container").get("channel_id"))
+        or settings.SLACK_APPROVALS_CHANNEL
+    )
 
 
 def block_actions(payload: dict) -> HttpResponse:
-    actions = payload.get("actions") or [{}]
-    action = actions[0] if isinstance(actions[0], dict) else {}
+    actions = payload.get("actions")
+    action = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
     action_id, refund_id = text_of(action.get("action_id")), _refund_id(action.get("value"))
     channel, slack_user_id = _channel(payload), text_of(payload["user"].get("id"))
 
@@ -161,7 +169,7 @@ def block_actions(payload: dict) -> HttpResponse:
 
 
 def view_submission(payload: dict) -> HttpResponse:
-    view = payload.get("view") if isinstance(payload.get("view"), dict) else {}
+    view = obj(payload, "view")
     callback_id = text_of(view.get("callback_id"))
     if callback_id not in (messages.APPROVE_WITH_COMMENT, messages.REJECT):
         return HttpResponse(status=200)
@@ -169,9 +177,9 @@ def view_submission(payload: dict) -> HttpResponse:
     block = messages.REASON_BLOCK if reject else messages.COMMENT_BLOCK
     metadata = text_of(view.get("private_metadata"))
     refund_id, channel = _refund_id(metadata), metadata.partition(":")[2] or settings.SLACK_APPROVALS_CHANNEL
-    values = ((view.get("state") or {}).get("values") or {}) if isinstance(view.get("state"), dict) else {}
-    field = (values.get(block) or {}).get(messages.TEXT_ACTION) or {}
-    text = text_of(field.get("value") if isinstance(field, dict) else "").strip()
+    values = obj(obj(view, "state"), "values")
+    field = obj(obj(values, block), messages.TEXT_ACTION)
+    text = text_of(field.get("value")).strip()
 
     def field_error(message):
         return JsonResponse({"response_action": "errors", "errors": {block: message[:150]}})

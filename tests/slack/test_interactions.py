@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import timedelta
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,10 +14,12 @@ import pytest
 import requests
 from django.contrib.auth.models import Group
 from django.db import connection
+from django.utils import timezone
 
 from approvals.models import Approval, ApproverLimit
 from refunds.models import RefundRequest, RefundStatus, SlackInteraction
 from refunds.roles import FINANCE_MANAGERS
+from refunds.services.slack_approvals import slack_interactions_prune
 from refunds.slack import messages
 from tests.slack.conftest import (
     AGENT_SLACK,
@@ -255,3 +258,36 @@ def test_two_managers_clicking_at_once_make_one_decision(interactive, manager, m
         loser = MANAGER2_SLACK if winner == manager else MANAGER_SLACK
         assert said[loser] == f"Already decided: {refund.merchant_refund_id} is approved."
         assert said[MANAGER_SLACK if loser == MANAGER2_SLACK else MANAGER2_SLACK] == f"You approved {refund.merchant_refund_id}."
+
+
+ODD_PAYLOADS = [
+    "not json", json.dumps([1, 2]), json.dumps({"type": "block_actions", "user": "U0MANAGER1"}),
+    json.dumps({"type": "block_actions", "user": {"id": MANAGER_SLACK}, "actions": {"a": 1}, "team": "T"}),
+    json.dumps({"type": "block_actions", "user": {"id": [1]}, "actions": ["x"], "channel": 5}),
+    json.dumps({"type": "block_actions", "user": {"id": MANAGER_SLACK},
+                "actions": [{"action_id": messages.APPROVE, "value": "9" * 40}]}),
+    json.dumps({"type": "view_submission", "user": {"id": MANAGER_SLACK},
+                "view": {"callback_id": messages.REJECT, "private_metadata": "1:C", "state": {"values": [1]}}}),
+    json.dumps({"type": "view_submission", "user": {"id": MANAGER_SLACK}, "view": "v"}),
+    json.dumps({"type": {"x": 1}, "user": {"id": MANAGER_SLACK}}),
+]
+
+
+def test_signed_payloads_of_any_shape_are_answered_without_a_server_error(interactive, live_server, manager):
+    link(manager, MANAGER_SLACK)
+    for payload in ODD_PAYLOADS:
+        body = urllib.parse.urlencode({"payload": payload})
+        answer = _signed_post(f"{live_server.url}/slack/interactions", interactive, body)
+        assert answer.status_code in (200, 400), (payload, answer.text)
+        if answer.status_code == 400:
+            assert answer.json() == {"error": "payload_invalid"}
+
+
+def test_old_replay_records_are_pruned(interactive, manager):
+    link(manager, MANAGER_SLACK)
+    refund = waiting_refund()
+    post(refund)
+    click(interactive, refund, MANAGER_SLACK)
+    assert slack_interactions_prune() == 0
+    SlackInteraction.objects.update(received_at=timezone.now() - timedelta(hours=2))
+    assert slack_interactions_prune() == 1 and not SlackInteraction.objects.exists()
