@@ -112,6 +112,17 @@ def slack_ephemeral(*, channel: str, user: str, text: str) -> bool:
     return True
 
 
+def slack_user_name(slack_user_id: str) -> str:
+    """The person's name in Slack (users.info), to show whom a link is for; "" when Slack cannot say."""
+    if not slack_app_enabled():
+        return ""
+    try:
+        user = web_client().users_info(user=slack_user_id)["user"]
+    except (*SLACK_ERRORS, KeyError, TypeError):
+        return ""
+    return str(user.get("real_name") or (user.get("profile") or {}).get("real_name") or user.get("name") or "")[:100]
+
+
 def slack_views_open(*, trigger_id: str, view: dict) -> None:
     web_client().views_open(trigger_id=trigger_id, view=view)
 

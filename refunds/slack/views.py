@@ -52,6 +52,7 @@ def slack_link(request):
         return render(request, "slack/link.html", {**context, "error": error.message}, status=400)
     if _needs_confirmation(request):
         return second_factor.ask_for_second_factor(request)
+    context["slack_name"] = slack_approvals.slack_user_name(context["link"]["u"])
     if request.method == "POST":
         try:
             context["linked"] = slack_approvals.slack_identity_link(user=request.user, token=token)

@@ -21,7 +21,7 @@ def link_path(slack_user_id=MANAGER_SLACK):
     return f"/slack/link/?t={slack_link_token(slack_user_id=slack_user_id, team_id='T0EMULATOR')}"
 
 
-def test_the_link_page_links_after_login_and_second_factor(client, manager):
+def test_the_link_page_links_after_login_and_second_factor(client, manager, slack_app):
     path = link_path()
     assert client.get(path).status_code == 302  # to the login page
     client.force_login(manager)
@@ -32,6 +32,7 @@ def test_the_link_page_links_after_login_and_second_factor(client, manager):
     force_login_confirmed(client, manager)
     page = client.get(path)
     assert page.status_code == 200 and MANAGER_SLACK in page.content.decode()
+    assert "Fran Finance" in page.content.decode()  # users.info: whom the link is for
     assert not SlackIdentity.objects.exists()  # a GET links nobody
 
     done = client.post("/slack/link/", {"t": path.split("t=")[1]})
