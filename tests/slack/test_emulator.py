@@ -6,6 +6,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from devtools.slack_emulator.page import mrkdwn
+from refunds.checks import slack_app_configured
 
 
 @pytest.fixture
@@ -54,3 +55,11 @@ def test_the_page_shows_slack_markup_as_text_not_html():
     html = mrkdwn("*300.00 USD* &lt;script&gt; <http://x/a?b=1&amp;c=2|rf-1> <@U0MANAGER1> `pi_1`")
     assert "<b>300.00 USD</b>" in html and "&lt;script&gt;" in html and "<script>" not in html
     assert '<a href="http://x/a?b=1&amp;c=2">rf-1</a>' in html and "@U0MANAGER1" in html and "<code>pi_1</code>" in html
+
+
+def test_a_bot_token_without_the_signing_secret_or_channel_stops_start_up(settings):
+    settings.SLACK_BOT_TOKEN, settings.SLACK_SIGNING_SECRET, settings.SLACK_APPROVALS_CHANNEL = "xoxb-1", "", "C1"
+    [error] = slack_app_configured()
+    assert error.id == "refunds.E101" and "SLACK_SIGNING_SECRET is not" in error.msg
+    settings.SLACK_SIGNING_SECRET = "s"
+    assert slack_app_configured() == []
