@@ -2,7 +2,6 @@ from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from approvals.models import Approval
-
 from refunds.models import RefundStatus
 from refunds.publish import enqueue_on_commit
 from refunds.services.notifications import slack_enabled
