@@ -28,6 +28,7 @@ def _schedule_periodic_tasks(sender, **kwargs):
         (120.0, "summary_send_due_task", "send the morning summary to Slack when due"),
         (30.0, "export_jobs_sweep_task", "resend lost or stale export jobs"),
         (30.0, "refund_batches_sweep_task", "resend refund batches whose message or worker was lost"),
+        (60.0, "slack_reminders_send_due_task", "Slack: reminders of refunds waiting for approval, unsent messages"),
     ]
     for every, task, name in schedule:
         sender.add_periodic_task(every, sender.signature(f"refunds.tasks.{task}"), name=name)

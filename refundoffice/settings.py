@@ -346,6 +346,18 @@ SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")
 SLACK_TIMEOUT_SECONDS = env.float("SLACK_TIMEOUT_SECONDS", default=5.0)
 # Without a webhook, write each message to the worker's log instead (bin/run turns it on: the demo).
 SLACK_LOG_MESSAGES = env.bool("SLACK_LOG_MESSAGES", default=False)
+# The Slack app (interactive approvals): a bot token and signing secret, and the channel where
+# refunds awaiting approval are posted with Approve/Reject buttons. Without a token the app mode is
+# off and the incoming webhook above still notifies. SLACK_API_BASE points slack_sdk elsewhere (the
+# local emulator in the demo and tests).
+SLACK_BOT_TOKEN = env.str("SLACK_BOT_TOKEN", default="")
+SLACK_SIGNING_SECRET = env.str("SLACK_SIGNING_SECRET", default="")
+SLACK_APPROVALS_CHANNEL = env.str("SLACK_APPROVALS_CHANNEL", default="")
+SLACK_API_BASE = env.str("SLACK_API_BASE", default="https://slack.com/api/")
+# Signed requests older (or newer) than this are refused: Slack's own advice is five minutes.
+SLACK_REQUEST_MAX_AGE_SECONDS = env.int("SLACK_REQUEST_MAX_AGE_SECONDS", default=300)
+# Reminders to the approvals channel for refunds still awaiting approval after each of these hours.
+SLACK_REMINDER_HOURS = [float(h) for h in env.list("SLACK_REMINDER_HOURS", default=["4", "24"]) if str(h).strip()]
 
 LOGGING = {
     "version": 1,

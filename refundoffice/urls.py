@@ -3,6 +3,7 @@ from django.urls import include, path
 
 from refunds import batch_views
 from refunds.navigation import home
+from refunds.slack.views import slack_confirm, slack_interactions, slack_link
 from refunds.second_factor_views import second_factor_setup_view, second_factor_view
 from refunds.views import healthz, provider_webhook, refund_detail, refund_list, refund_new
 
@@ -30,4 +31,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     # Stripe posts to /webhooks/stripe/; each provider that sends webhooks has its own path.
     path("webhooks/<slug:provider>/", provider_webhook, name="provider-webhook"),
+    # The Slack app: Slack posts clicks here; people open the other two from Slack's links.
+    path("slack/interactions", slack_interactions, name="slack-interactions"),
+    path("slack/link/", slack_link, name="slack-link"),
+    path("slack/confirm/", slack_confirm, name="slack-confirm"),
 ]

@@ -26,6 +26,7 @@ from refunds.visibility import (
     webhook_events_visible_to,
 )
 from refunds.templatetags.refund_labels import status_label
+from refunds.slack import admin as slack_admin  # noqa: F401 - registers the Slack links
 
 _BADGE_COLOURS = {
     RefundStatus.PENDING_APPROVAL: "#b7791f",

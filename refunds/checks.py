@@ -76,3 +76,19 @@ def reports_configured(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                 )
             )
     return problems
+
+
+@checks.register(checks.Tags.compatibility)
+def slack_app_configured(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """The Slack app needs all three: a bot token without the signing secret posts buttons whose
+    clicks are refused; without a channel nothing is posted."""
+    if not settings.SLACK_BOT_TOKEN:
+        return []
+    missing = [name for name in ("SLACK_SIGNING_SECRET", "SLACK_APPROVALS_CHANNEL") if not getattr(settings, name)]
+    return [
+        checks.Error(
+            f"SLACK_BOT_TOKEN is set but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not.",
+            hint="Set the Slack app's signing secret and the approvals channel's id, or unset SLACK_BOT_TOKEN.",
+            id="refunds.E101",
+        )
+    ] if missing else []

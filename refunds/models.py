@@ -3,6 +3,7 @@ from django.db import models
 from django.db.models import Q
 
 from refunds.money import format_minor
+from refunds.slack.models import SlackApprovalMessage, SlackIdentity, SlackInteraction, SlackReminder  # noqa: F401
 
 
 class RefundStatus(models.TextChoices):

@@ -11,7 +11,8 @@ from refunds.providers import UnknownProvider
 from refunds.providers.base import TransientProviderError
 from refunds.reports import calendar, morning, sales
 from refunds.reports.exports import jobs as export_jobs
-from refunds.services import batch_runs, dispatch, execution, notifications, webhooks
+from refunds.services import batch_runs, dispatch, execution, notifications, slack_approvals, slack_reminders, webhooks
+from refunds.slack.client import SLACK_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -111,3 +112,20 @@ def refund_batches_sweep_task():
     swept = batch_runs.refund_batches_sweep()
     if swept:
         logger.info("refund batches sent again: %s", swept)
+
+
+@shared_task(autoretry_for=SLACK_ERRORS, retry_backoff=True, retry_jitter=True, max_retries=8)
+def slack_approval_message_sync_task(refund_id: int):
+    slack_approvals.approval_message_sync(refund_id=refund_id)
+
+
+@shared_task
+def slack_reminders_send_due_task():
+    """Reminders past their threshold (each claimed once in the database), approval messages
+    Slack has not accepted yet offered to the sync task again, old replay records dropped."""
+    sent = slack_reminders.slack_reminders_send_due()
+    for refund_id in slack_approvals.approval_messages_missing():
+        slack_approval_message_sync_task.delay(refund_id)
+    slack_approvals.slack_interactions_prune()
+    if sent:
+        logger.info("Slack reminders sent: %s", sent)

@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.stripe_sandbox",
     "tests.fixtures.robokassa_sandbox",
     "tests.fixtures.slack",
+    "tests.fixtures.slack_emulator",
     "tests.fixtures.redis_server",
     "tests.fixtures.worker",
     "tests.fixtures.browser",
@@ -37,6 +38,7 @@ def _provider_settings(settings, stripe_sandbox, robokassa_sandbox):
     settings.PRISM_TIMEOUT_SECONDS = 3
     settings.SLACK_WEBHOOK_URL = ""
     settings.SLACK_LOG_MESSAGES = False
+    settings.SLACK_BOT_TOKEN = ""  # the Slack app only where a test asks (tests/fixtures/slack_emulator.py)
 
 
 @pytest.fixture

@@ -8,11 +8,13 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth.decorators import login_required, permission_required
 from django.shortcuts import render
+from django.utils import timezone
 
 from refunds.models import RefundStatus
 from refunds.reports.dashboard import Dashboard, dashboard_default_range, dashboard_get
 from refunds.reports.formatting import duration_display, duration_hours, money_display, money_major, percent_value
 from refunds.reports.forms import DashboardRangeForm
+from refunds.services.slack_reminders import refunds_past_threshold, reminder_thresholds
 
 STATUS_LABELS = dict(RefundStatus.choices)
 
@@ -140,8 +142,24 @@ def reports_dashboard(request):
         if dashboard.volume.measure != "count" and dashboard.volume.measure not in currencies:
             currencies.append(dashboard.volume.measure)
         context["measures"] = [("count", "Number of refunds")] + [(c, f"Amount in {c}") for c in currencies]
+    context.update(_past_threshold())
     status = 200 if form.is_valid() else 400
     return render(request, "reports/dashboard.html", context, status=status)
+
+
+def _past_threshold() -> dict:
+    """Refunds waiting for approval past the first Slack reminder threshold, oldest first."""
+    thresholds = reminder_thresholds()
+    if not thresholds:
+        return {}
+    waiting = refunds_past_threshold()
+    now = timezone.now()
+    rows = [
+        {"refund": r, "amount": r.amount_display, "waited": duration_display(now - r.created_at)}
+        for r in waiting[:20]
+    ]
+    return {"past_threshold": rows, "past_threshold_count": waiting.count(),
+            "past_threshold_hours": f"{thresholds[0] / 60:g}"}
 
 
 def dashboard_panel_context(user) -> dict:

@@ -16,7 +16,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from devtools.demo.history import demo_history_create
 from devtools.robokassa_sandbox.control import Sandbox, SandboxError
 from refunds.api.authentication import api_token_create
-from refunds.models import Payment
+from refunds.models import Payment, SlackIdentity
 from refunds.money import Money, format_minor
 from refunds.providers import provider_names
 from refunds.providers.base import LineItem
@@ -60,6 +60,10 @@ DEMO_ROBOKASSA_PAYMENTS = [
 ]
 
 
+# The Slack emulator's people (devtools/slack_emulator/state.py) for the demo users.
+DEMO_SLACK_USERS = {"manager": "U0MANAGER1", "manager2": "U0MANAGER2", "admin": "U0DIRECTOR", "agent": "U0AGENT001"}
+
+
 class Command(BaseCommand):
     help = "Create demo users, demo payments at the Stripe sandbox and a few demo refunds."
 
@@ -83,6 +87,7 @@ class Command(BaseCommand):
         if made:
             self.stdout.write(f"  demo history: {made} finished refunds and their sales over the last 60 days")
         with_authenticator = [name for name, user in users.items() if self._demo_authenticator(user)]
+        slack_linked = self._slack_links(users)
         key = api_token_create(user=users["agent"])
         self.stdout.write(
             self.style.SUCCESS(
@@ -96,8 +101,25 @@ class Command(BaseCommand):
                 f"    cancelling or changing the policy): authenticator key {DEMO_TOTP_SECRET}\n"
                 f"    current code: oathtool --totp -b {DEMO_TOTP_SECRET}\n"
                 f"    or: {DEMO_CODE_COMMAND}\n"
+                + (f"  Slack (emulator on http://127.0.0.1:8440/): {slack_linked} linked; approve from there after\n"
+                   "    confirming once for Slack at http://127.0.0.1:8000/slack/confirm/\n" if slack_linked else "")
             )
         )
+
+    def _slack_links(self, users) -> str:
+        """Link the demo people to the Slack emulator's users (as each would through the sign-in
+        link); their second factor for Slack starts unconfirmed."""
+        if not settings.SLACK_BOT_TOKEN:
+            return ""
+        linked = []
+        for username, slack_user_id in DEMO_SLACK_USERS.items():
+            user = users.get(username)
+            taken = SlackIdentity.objects.filter(slack_user_id=slack_user_id).exclude(user=user).exists()
+            if user is None or taken:
+                continue
+            SlackIdentity.objects.get_or_create(user=user, defaults={"slack_user_id": slack_user_id})
+            linked.append(f"{username} = {slack_user_id}")
+        return ", ".join(linked)
 
     def _users(self) -> dict:
         users = {}

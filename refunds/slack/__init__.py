@@ -1,0 +1,1 @@
+"""The Slack app: approval messages with buttons, interactions, links between Slack and app users."""
