@@ -109,3 +109,17 @@ def test_rows_filed_under_both_ids_before_aliases_existed_become_one_on_the_next
     by_charge.refresh_from_db()
     assert by_charge.payment == old_intent_row
     assert PaymentAlias.objects.get(connector_transaction_id=ch).payment == old_intent_row
+
+
+def test_the_preview_by_charge_counts_a_row_made_before_aliases_existed(agent, stripe_sandbox):
+    """A row made under the PaymentIntent before migration 0011 has no alias for its charge yet:
+    the preview asks Stripe which payment the charge belongs to and counts that row's refunds."""
+    pi = stripe_sandbox.create_payment(8_000)
+    ch = charge_of(stripe_sandbox, pi)
+    payment = Payment.objects.create(provider="stripe", connector_transaction_id=pi, amount_minor=8_000, currency="USD")
+    RefundFactory(payment=payment, connector_transaction_id=pi, amount_minor=6_000)
+
+    preview = payment_preview(provider="stripe", connector_transaction_id=ch)
+
+    assert (preview.connector_transaction_id, preview.awaiting, preview.refundable_now) == (ch, 6_000, 2_000)
+    assert not PaymentAlias.objects.exists()  # a preview writes nothing

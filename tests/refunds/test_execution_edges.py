@@ -10,7 +10,7 @@ from django.utils import timezone
 from refunds import errors
 from refunds.models import RefundLog, RefundRequest, RefundStatus
 from refunds.money import Money
-from refunds.providers.base import ProviderRefundStatus, RefundResult, TransientProviderError
+from refunds.providers.base import PermanentProviderError, ProviderRefundStatus, RefundResult, TransientProviderError
 from refunds.providers.stripe import StripeProvider
 from refunds.services import execution, intake
 from tests import factories
@@ -387,4 +387,55 @@ def test_with_idempotent_creates_a_retry_asks_again_with_the_key_without_listing
 
     refund.refresh_from_db()
     assert (refund.status, listed()) == (RefundStatus.SUCCEEDED, before)
+    assert len(stripe_sandbox.client().v1.refunds.list(params={"payment_intent": refund.connector_transaction_id}).data) == 1
+
+
+def test_a_long_refusal_is_cut_to_its_columns(approved, monkeypatch):
+    """A provider's code and message longer than the columns are cut, not a database error on
+    PostgreSQL (SQLite would keep them whole, so the lengths are checked here)."""
+    code, message = "c" * 70, "m" * 600
+
+    def refuse(self, **kwargs):
+        raise PermanentProviderError(message, code=code)
+
+    monkeypatch.setattr(StripeProvider, "create_refund", refuse)
+    refund = approved()
+
+    execution.refund_submit(refund_id=refund.pk)
+
+    refund.refresh_from_db()
+    assert (refund.status, refund.error_code, refund.error_message) == (RefundStatus.FAILED, code[:64], message[:500])
+
+
+def test_a_final_refund_is_not_asked_about_again(approved, stripe_sandbox):
+    refund = approved()
+    execution.refund_submit(refund_id=refund.pk)
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.SUCCEEDED
+    logged = refund.logs.count()
+
+    assert execution.refund_sync_status(refund_id=refund.pk) is None
+
+    assert refund.logs.count() == logged  # no status check, no answer recorded
+
+
+def test_a_failed_lookup_on_the_last_attempt_hands_over_without_sending(
+    approved, stripe_sandbox, stripe_sandbox_clean, monkeypatch, settings
+):
+    """Without idempotent creates, the last attempt's lookup of an earlier unanswered call fails:
+    the refund goes to a person and nothing is asked of the provider again."""
+    settings.REFUND_SUBMIT_MAX_ATTEMPTS = 2
+    monkeypatch.setattr(StripeProvider, "idempotent_create", False)
+    refund = approved(2000, behavior="stay_pending")
+    stripe_sandbox.set_faults(status=500, count=1, path_prefix="/v1/refunds", methods=["POST"], after=True)
+    with pytest.raises(TransientProviderError):
+        execution.refund_submit(refund_id=refund.pk)
+    RefundRequest.objects.filter(pk=refund.pk).update(next_action_at=None)
+    stripe_sandbox.set_faults(status=503, count=1, path_prefix="/v1/refunds", methods=["GET"])
+
+    execution.refund_submit(refund_id=refund.pk)
+
+    refund.refresh_from_db()
+    assert (refund.status, refund.connector_refund_id) == (RefundStatus.NEEDS_ATTENTION, "")
+    assert len(logs(refund, RefundLog.Event.PROVIDER_CALL)) == 2 and logs(refund, RefundLog.Event.PROVIDER_ANSWER) == []
     assert len(stripe_sandbox.client().v1.refunds.list(params={"payment_intent": refund.connector_transaction_id}).data) == 1
