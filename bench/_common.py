@@ -128,12 +128,13 @@ def app_env(*, database_url: str, redis_url: str, sandbox, stripe_rate_limit: fl
         REDIS_URL=redis_url,
         STRIPE_API_BASE=sandbox.base_url,
         STRIPE_SECRET_KEY=sandbox.api_key,
-        SLACK_WEBHOOK_URL="",  # no Slack: its tasks would be extra broker traffic and HTTP calls
+        SLACK_WEBHOOK_URL="",  # no Slack unless asked: its tasks would be extra broker traffic and HTTP calls
+        SLACK_BOT_TOKEN="",
         LOG_LEVEL="WARNING",
         STRIPE_RATE_LIMIT_PER_SECOND=str(stripe_rate_limit),
         PYTHONUNBUFFERED="1",
-        **{k: str(v) for k, v in extra.items()},
     )
+    env.update({k: str(v) for k, v in extra.items()})  # the caller's word wins
     return env
 
 

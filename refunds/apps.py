@@ -12,9 +12,9 @@ class RefundsConfig(AppConfig):
         # Registers the Celery tasks in every process, not only in workers: refunds.publish finds
         # them by name, and a web process that never imported them could publish nothing.
         from refunds import tasks  # noqa: F401
-        from refunds.providers import providers_forget
         from refunds.reason_codes import ensure_reason_codes
         from refunds.roles import ensure_role_groups
+        from refunds.providers import providers_forget  # adapters kept per process: rebuilt on setting_changed
 
         post_migrate.connect(ensure_role_groups, dispatch_uid="refunds.ensure_role_groups")
         # post_migrate is sent once all migrations ran; the codes need only this app's tables.

@@ -382,9 +382,13 @@ def refund_retry(*, refund_id: int, actor, comment: str = "") -> RefundRequest:
         raise errors.PermissionDenied("You may not retry refunds.")
     # Retrying a refund flagged because an earlier call's outcome is unknown (a provider without
     # idempotency keys) is the person's word that they checked the provider and found no refund.
-    if RefundRequest.objects.filter(pk=refund_id, status=RefundStatus.NEEDS_ATTENTION, approved_at__isnull=True).exists():
+    never_approved = RefundRequest.objects.filter(
+        pk=refund_id, status=RefundStatus.NEEDS_ATTENTION, approved_at__isnull=True, submitted_at__isnull=True,
+        submit_attempts=0,
+    )
+    if never_approved.exists():
         # Flagged while it waited for approval (a dispute opened): it goes back to the approvers,
-        # never straight to the provider.
+        # never straight to the provider. (A refund that was ever sent was approved first.)
         return refund_transition(
             refund_id=refund_id,
             to_status=RefundStatus.PENDING_APPROVAL,

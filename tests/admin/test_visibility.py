@@ -47,9 +47,10 @@ NOT_REFUND_DATA = {
     AutoApproveThreshold: "approval policy, read by approvers",
     ApproverLimit: "approval policy, read by approvers",
 }
-# People, groups and login records: pages whose permissions no role holds (superusers' own).
+# People, groups and login records: pages whose permissions no role holds (superusers' own). A
+# person's linked Slack account (refunds.slackidentity) is one: it signs their Slack decisions.
 NOT_REFUND_DATA_LABELS = {"auth.user", "auth.group", "otp_totp.totpdevice", "axes.accessattempt", "axes.accesslog",
-                          "axes.accessfailurelog"}
+                          "axes.accessfailurelog", "refunds.slackidentity"}
 
 
 def _marker(model, owner: str) -> str:
