@@ -1,6 +1,7 @@
 """Shapes of the identifiers and text people and tools send: shared by the API and the support forms."""
 
 import re
+from dataclasses import dataclass, field
 
 MERCHANT_REFUND_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$")
 # Any provider's ids fit this; each adapter's validate_transaction_id says what is its own.
@@ -40,3 +41,18 @@ def unstorable_text_path(value) -> str | None:
         elif isinstance(item, list):
             stack.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
     return None
+
+
+@dataclass
+class FileProblems:
+    """What is wrong with an uploaded file, by line: every problem counted, the first `max_shown`
+    kept to show (the sales import and bulk refund files)."""
+
+    max_shown: int = 50
+    shown: list[str] = field(default_factory=list)
+    total: int = 0
+
+    def add(self, line: int | None, message: str) -> None:
+        self.total += 1
+        if len(self.shown) < self.max_shown:
+            self.shown.append(f"Line {line}: {message}" if line else message)

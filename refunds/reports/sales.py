@@ -11,7 +11,7 @@ import csv
 import datetime
 import io
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
@@ -20,7 +20,7 @@ from refunds.models import Sale
 from refunds.money import CURRENCY_EXPONENTS, MoneyParseError, is_known_currency, money_parse
 from refunds.providers import default_sales_provider_name, get_provider
 from refunds.ratelimit import provider_slot_acquire
-from refunds.text import is_printable
+from refunds.text import FileProblems, is_printable
 from refunds.reports.calendar import OUTSIDE_CALENDAR, business_zone, day_start, in_calendar, report_range
 
 logger = logging.getLogger(__name__)
@@ -135,17 +135,6 @@ def sales_sync(*, provider: str = "", start: datetime.date, end: datetime.date) 
 # --- CSV import ---------------------------------------------------------------------------
 
 
-@dataclass
-class _Problems:
-    shown: list[str] = field(default_factory=list)
-    total: int = 0
-
-    def add(self, line: int | None, message: str) -> None:
-        self.total += 1
-        if len(self.shown) < SALES_IMPORT_MAX_ERRORS_SHOWN:
-            self.shown.append(f"Line {line}: {message}" if line else message)
-
-
 def _parse_sold_at(value: str) -> datetime.datetime:
     """An ISO date (midnight in REPORTS_TIME_ZONE) or datetime (naive: in REPORTS_TIME_ZONE),
     on a day of the business calendar (ValueError otherwise: 9999-12-31 in a zone behind UTC
@@ -167,7 +156,7 @@ def _parse_sold_at(value: str) -> datetime.datetime:
 def sales_import_parse(*, data: bytes, batch_name: str = "", user=None) -> list[Sale]:
     """Every row of the file as an unsaved Sale, or SalesImportError listing every bad row."""
     reader = _csv_reader(data)
-    problems = _Problems()
+    problems = FileProblems(max_shown=SALES_IMPORT_MAX_ERRORS_SHOWN)
     sales: list[Sale] = []
     seen: dict[str, int] = {}
     for row in _rows(reader, problems):
@@ -217,7 +206,7 @@ def sales_import_parse(*, data: bytes, batch_name: str = "", user=None) -> list[
     return sales
 
 
-def _rows(reader: csv.DictReader, problems: _Problems):
+def _rows(reader: csv.DictReader, problems: FileProblems):
     """The reader's rows; a row the csv module cannot read (a cell over its field size limit)
     is a problem of its line, and reading stops there."""
     try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
@@ -23,7 +22,7 @@ from refunds.models import RefundBatch, RefundBatchRow, ReasonCode
 from refunds.money import MoneyParseError, format_minor_number, is_known_currency, money_parse
 from refunds.providers import UnknownProvider, get_provider
 from refunds.publish import enqueue_on_commit
-from refunds.text import MERCHANT_REFUND_ID, TRANSACTION_ID, is_printable
+from refunds.text import MERCHANT_REFUND_ID, TRANSACTION_ID, FileProblems, is_printable
 
 BATCH_COLUMNS = (
     "merchant_refund_id", "provider", "connector_transaction_id", "amount", "currency", "reason_code", "note", "product",
@@ -53,17 +52,6 @@ class BatchFileError(errors.RefundError):
         self.total = total if total is not None else len(problems)
         super().__init__(problems[0] if len(problems) == 1 else f"{self.total} problems in the file: {problems[0]}",
                          field="file")
-
-
-@dataclass
-class _Problems:
-    shown: list[str] = field(default_factory=list)
-    total: int = 0
-
-    def add(self, line: int | None, message: str) -> None:
-        self.total += 1
-        if len(self.shown) < MAX_ERRORS_SHOWN:
-            self.shown.append(f"Line {line}: {message}" if line else message)
 
 
 def _max_mb() -> str:
@@ -119,7 +107,7 @@ def batch_file_parse(*, data: bytes) -> list[RefundBatchRow]:
     text = _text(data)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header = _header(reader)
-    problems = _Problems()
+    problems = FileProblems(max_shown=MAX_ERRORS_SHOWN)
     rows: list[RefundBatchRow] = []
     seen: dict[str, int] = {}
     codes = set(ReasonCode.objects.filter(active=True).values_list("code", flat=True))

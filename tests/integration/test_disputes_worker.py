@@ -6,18 +6,10 @@ import pytest
 from refunds.models import Payment, RefundRequest, RefundStatus, WebhookEvent
 from tests.fixtures.worker import wait_until
 from tests.integration.waiting import wait_for_status
+from tests.refunds.test_disputes import post_refund
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 SECRET = "whsec_disputes_integration"
-
-
-def post_refund(api, user, pi, amount, mid, **extra):
-    return api(user).post(
-        "/api/refunds/",
-        {"merchant_refund_id": mid, "connector_transaction_id": pi,
-         "amount": {"minor_amount": amount, "currency": "USD"}, **extra},
-        format="json",
-    )
 
 
 def stripe_refunds(stripe_sandbox, pi):
