@@ -52,7 +52,8 @@ def _batch(description: str) -> OpenApiResponse:
     return OpenApiResponse(RefundBatchSerializer, description=description)
 
 
-_ERRORS = {401: _error("No or an invalid token."), 403: _error("`permission_denied`: not allowed for this user."),
+_ERRORS = {400: _error("Bad input: `error.code` says what (e.g. control characters in the path)."),
+           401: _error("No or an invalid token."), 403: _error("`permission_denied`: not allowed for this user."),
            404: _error("No such batch (or not visible to you).")}
 
 
