@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -132,3 +133,35 @@ class CpuSplit:
             # Who "other" is, when it is large: on a shared machine, often someone else's work.
             "other_top": {comm: round(100 * cpu / seconds, 1) for comm, cpu in others.most_common(3) if cpu > 0},
         }
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss_kib(pids: list[int]) -> int:
+    """Resident memory of these processes and their children (prefork's pool), together."""
+    return sum(rss_kib(pid) + sum(rss_kib(child) for child in children_of(pid)) for pid in pids)
+
+
+class Peak(threading.Thread):
+    """Samples `measure()` every `every` seconds until stop(); keeps the largest value."""
+
+    def __init__(self, measure, every: float = 0.5):
+        super().__init__(daemon=True)
+        self.measure, self.every, self.peak, self.halt = measure, every, 0, threading.Event()
+
+    def run(self):
+        while not self.halt.wait(self.every):
+            self.peak = max(self.peak, self.measure())
+
+    def stop(self):
+        self.halt.set()
+        self.join()
+        return self.peak

@@ -22,11 +22,10 @@ the load average. Prints JSON. Logs: var/bench/batch/.
 import argparse
 import os
 import sys
-import threading
 import time
 
 from _common import app_stack, create_payments, note, print_report, stop_on_signals
-from _cpu import children_of
+from _cpu import Peak, tree_rss_kib
 
 DATABASE = "refundoffice_bulk_bench"
 REDIS_DB = 2
@@ -38,26 +37,6 @@ def parse_args():
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--stripe-rate-limit", type=float, default=25.0)
     return parser.parse_args()
-
-
-def rss_kib(pid: int) -> int:
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-class PeakRss(threading.Thread):
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        self.pid, self.peak, self.stop = pid, 0, threading.Event()
-
-    def run(self):
-        while not self.stop.wait(0.5):
-            self.peak = max(self.peak, rss_kib(self.pid) + sum(rss_kib(c) for c in children_of(self.pid)))
 
 
 def wait(predicate, what: str, timeout: float = 7200.0, every: float = 1.0):
@@ -95,7 +74,7 @@ def main():
             sys.executable, "-m", "celery", "-A", "refundoffice", "beat", "--loglevel", "WARNING",
             "--schedule", str(stack.logs / "celerybeat-schedule"),
         ], stack.env)
-        peak = PeakRss(worker.pid)
+        peak = Peak(lambda: tree_rss_kib([worker.pid]))
         peak.start()
         agent = get_user_model().objects.get(username="bench-agent")
         created_before = stack.sandbox.stats()["refunds_created"]
@@ -117,7 +96,7 @@ def main():
         wait(lambda: RefundRequest.objects.filter(status=RefundStatus.SUCCEEDED).count() == args.rows, "the drain",
              every=2.0)
         drained = time.monotonic()
-        peak.stop.set()
+        peak.stop()
         batch.refresh_from_db()
         outcomes = dict(batch.rows.values_list("outcome").annotate(n=Count("id")).order_by())
         provider_refunds = stack.sandbox.stats()["refunds_created"] - created_before

@@ -1,8 +1,9 @@
 """Benchmark (by hand, not a test): refunds/s from intake to `succeeded` through real workers.
 
 Sets up its own database (refundoffice_bench_e2e) and Redis db (2), the Stripe sandbox, a
-support agent, gunicorn, --workers Celery worker processes (`--pool`, `--concurrency` each)
-and one `celery beat` (dispatcher every second), then measures one or both of:
+support agent, gunicorn, --workers Celery worker processes (by default as the app ships
+them: 2 processes, each with the pool and concurrency the settings give, on PostgreSQL threads
+x 24; `--pool`, `--concurrency` and `--db-pool` override) and one `celery beat` (dispatcher every second), then measures one or both of:
 
 - drain: --refunds auto-approved refunds are filed through the API while the workers hold
   off (they consume a dummy queue), then all workers are told at once to consume the real
@@ -19,17 +20,20 @@ concurrency) on a fresh sandbox; ratio = drain refunds/s / baseline refunds/s.
 Prints JSON. Logs: var/bench/end_to_end/.
 
     .venv/bin/python bench/end_to_end.py [--mode both|drain|steady] [--refunds 2000]
-        [--workers 1] [--concurrency 4] [--pool prefork|threads|solo] [--rate 20]
+        [--workers 2] [--concurrency N] [--pool app|prefork|threads|solo] [--db-pool N] [--rate 20]
         [--provider-latency 0.2] [--no-baseline]
 """
 
 import argparse
 import datetime
+import os
+import subprocess
 import sys
 import time
 import types
 
 from _common import (
+    ROOT,
     app_options,
     app_stack,
     create_payments,
@@ -44,7 +48,7 @@ from _common import (
     start_gunicorn,
     stop_on_signals,
 )
-from _cpu import CpuSplit, check_quiet_machine, children_of
+from _cpu import CpuSplit, Peak, check_quiet_machine, children_of, tree_rss_kib
 from sandbox_refunds import bench as sandbox_bench
 
 from devtools.stripe_sandbox.control import launch
@@ -61,9 +65,13 @@ def parse_args():
     parser.add_argument("--mode", default="both", choices=["drain", "steady", "both"])
     parser.add_argument("--steady-refunds", type=int, default=600, help="refunds in the steady phase")
     parser.add_argument("--rate", type=float, default=20.0, help="refunds filed per second in the steady phase")
-    parser.add_argument("--workers", type=int, default=1, help="celery worker processes")
-    parser.add_argument("--concurrency", type=int, default=4, help="--concurrency of each worker")
-    parser.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
+    parser.add_argument("--workers", type=int, default=2, help="celery worker processes (as shipped: one per core)")
+    parser.add_argument("--concurrency", type=int, default=0,
+                        help="--concurrency of each worker (0: the app's CELERY_WORKER_CONCURRENCY)")
+    parser.add_argument("--pool", default="app", choices=["app", "prefork", "threads", "solo"],
+                        help="app: the app's CELERY_WORKER_POOL (threads on PostgreSQL)")
+    parser.add_argument("--db-pool", type=int, default=-1, metavar="N",
+                        help="DATABASE_POOL_MAX_SIZE for the app's processes (-1: the app's default; 0: no pool)")
     parser.add_argument("--file-concurrency", type=int, default=8, help="client threads filing refunds")
     parser.add_argument("--amount", type=int, default=2500, help="cents a refund; <= 5000 is auto-approved")
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for all refunds to end")
@@ -76,9 +84,24 @@ def parse_args():
                              "waiting rather than how much CPU a refund costs")
     app_options(parser)
     args = parser.parse_args()
-    if args.pool == "solo":
+    args.explicit_concurrency = args.concurrency > 0
+    app_pool, app_concurrency = app_worker_settings()
+    args.pool_effective = app_pool if args.pool == "app" else args.pool
+    args.concurrency = args.concurrency or app_concurrency
+    if args.pool_effective == "solo":
         args.concurrency = 1  # what solo does anyway; keeps "total concurrency" honest
     return args
+
+
+def app_worker_settings() -> tuple[str, int]:
+    """The worker pool and concurrency the app's settings give on PostgreSQL (what a worker
+    started without --pool/--concurrency runs), read by loading the settings in a child."""
+    code = "from django.conf import settings as s; print(s.CELERY_WORKER_POOL, s.CELERY_WORKER_CONCURRENCY)"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "refundoffice.settings", "REFUNDOFFICE_DEV_DEFAULTS": "1",
+           "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DATABASE}"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    pool, concurrency = out.stdout.split()
+    return pool, int(concurrency)
 
 
 # --- workers ----------------------------------------------------------------------------------
@@ -88,11 +111,14 @@ def start_workers(stack, args, *, hold: bool) -> list[str]:
     """K workers and one beat. With `hold` the workers consume only HOLD_QUEUE (nothing is
     ever sent there) until release_workers(), so their start-up is not timed."""
     names = []
+    # The app's own choice unless told: what `bin/run` and docker-compose start.
+    pool = [] if args.pool == "app" else ["--pool", args.pool]
+    concurrency = ["--concurrency", str(args.concurrency)] if args.explicit_concurrency else []
     for i in range(args.workers):
         name = f"worker{i}"
         stack.procs.start(name, [
             sys.executable, "-m", "celery", "-A", "refundoffice", "worker", "--hostname", f"bench{i}@e2e",
-            "--pool", args.pool, "--concurrency", str(args.concurrency), "--loglevel", "WARNING",
+            *pool, *concurrency, "--loglevel", "WARNING",
             # As Procfile.dev: no worker-to-worker chatter. Remote control stays on (release_workers).
             "--without-gossip", "--without-mingle",
             "--queues", HOLD_QUEUE if hold else TASK_QUEUE,
@@ -207,9 +233,16 @@ def drain_phase(stack, args, payments: list[str], cpu_roots) -> dict:
     note("drain: workers released")
     cpu = CpuSplit(cpu_roots(), DATABASE)
     cpu.start()
+    worker_pids = [p.pid for n, p in stack.procs.running.items() if n.startswith("worker")]
+    peak_rss = Peak(lambda: tree_rss_kib(worker_pids))
+    peak_connections = Peak(database_connections)
+    peak_rss.start()
+    peak_connections.start()
     released = release_workers(stack.workers)
     finished = wait_until_final(prefix, args.refunds, args.timeout)
     cpu_split = cpu.stop(args.refunds)
+    peaks = {"workers_peak_rss_mb": round(peak_rss.stop() / 1024, 1),
+             "database_connections_peak": peak_connections.stop()}
     timeline = phase_timeline(prefix)
     seconds = seconds_between(timeline.first_claim, timeline.last_resolved)
     from_release = timeline.last_resolved.timestamp() - released if timeline.last_resolved else None
@@ -222,10 +255,20 @@ def drain_phase(stack, args, payments: list[str], cpu_roots) -> dict:
         "refund_work_ms": latency_summary(
             [seconds_between(r[2], r[3]) for r in timeline.rows if r[2] and r[3]]),
         "worker_slots_busy_percent": work_in_slots(timeline, args.workers * args.concurrency, seconds),
+        **peaks,
         **outcome(stack, prefix, args.refunds, finished, timeline),
         **rate_limit_outcome(stack, args, seconds),
         "cpu": cpu_split,
     }
+
+
+def database_connections() -> int:
+    """Sessions open on the benchmark's database (every process's, this sampler's excluded)."""
+    from django.db import connections  # noqa: I001 - Django is loaded by app_stack, after start-up
+
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT count(*) - 1 FROM pg_stat_activity WHERE datname = current_database()")
+        return cursor.fetchone()[0]
 
 
 def rate_limit_outcome(stack, args, seconds: float | None) -> dict:
@@ -294,7 +337,8 @@ def main():
     report = {
         "benchmark": "end to end: auto-approved refund filed through the API to `succeeded` by Celery workers",
         "config": {
-            "refunds": args.refunds, "mode": args.mode, "workers": args.workers, "pool": args.pool,
+            "refunds": args.refunds, "mode": args.mode, "workers": args.workers, "pool": args.pool_effective,
+            "database_pool_max_size": args.db_pool if args.db_pool >= 0 else "app default",
             "concurrency_per_worker": args.concurrency, "total_concurrency": args.workers * args.concurrency,
             "steady_refunds": args.steady_refunds, "steady_rate": args.rate, "gunicorn": gunicorn_config(args),
             "provider_latency_seconds": args.provider_latency, "stripe_rate_limit": args.stripe_rate_limit,
@@ -304,6 +348,8 @@ def main():
     if not args.no_baseline:
         report["baseline_sandbox_alone"] = baseline(args)
     env = {"REFUND_POLL_EVERY_SECONDS": "1", "REFUND_POLL_FIRST_DELAY": "1"}
+    if args.db_pool >= 0:
+        env["DATABASE_POOL_MAX_SIZE"] = str(args.db_pool)
     with app_stack("end_to_end", database=DATABASE, redis_db=REDIS_DB, stripe_rate_limit=args.stripe_rate_limit,
                    **env) as stack:
         drain = args.mode in ("drain", "both")

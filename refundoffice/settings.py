@@ -109,8 +109,21 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not :memory:, so a test worker process sees the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # DATABASE_POOL_MAX_SIZE > 0: each process keeps a psycopg pool of at most that many connections,
+    # shared by its threads. A thread hands its connection back before it waits on a provider
+    # (refunds/dbconn.py), so a worker of 24 threads needs a few connections, not 24, and many
+    # workers stay under PostgreSQL's max_connections. 0: one persistent connection per thread.
+    _pool_max_size = env.int("DATABASE_POOL_MAX_SIZE", default=8)
+    if _pool_max_size > 0:
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": _pool_max_size,
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=30.0),
+        }
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # closing a connection returns it to the pool
+    else:
+        DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -213,6 +226,13 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True  # a crashed worker's task is redelivered, not lost
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A refund's time in a worker is mostly waiting for the provider (hundreds of ms at a real Stripe),
+# so on PostgreSQL a worker runs threads: 24 waits cost one process, not 24 (bench/README.md,
+# "Draining at Stripe's live limit"). Run one worker process per core. SQLite takes one writer at
+# a time, so there (bin/run's embedded default) a worker keeps two processes.
+_on_sqlite = DATABASES["default"]["ENGINE"].endswith("sqlite3")
+CELERY_WORKER_POOL = env.str("CELERY_WORKER_POOL", default="prefork" if _on_sqlite else "threads")
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2 if _on_sqlite else 24)
 CELERY_TASK_ALWAYS_EAGER = False
 # Celery's Django fixup closes the database connection around every task unless told to reuse
 # it: a new PostgreSQL connection per task was ~15 % of a worker's time (bench/README.md).

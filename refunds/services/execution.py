@@ -17,6 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from refunds import errors
+from refunds.dbconn import connection_release_before_wait
 from refunds.models import RefundLog, RefundRequest, RefundStatus
 from refunds.money import Money
 from refunds.providers import get_provider, provider_names
@@ -32,7 +33,12 @@ from refunds.publish import enqueue_on_commit
 from refunds.ratelimit import RateLimited, provider_slot_acquire
 from refunds.services.disputes import DISPUTE_CODE, refund_hold_after_refusal
 from refunds.services.payments import payment_check_amount, payment_count_refund_succeeded, payment_lock_and_refresh
-from refunds.services.transitions import refund_flag_for_attention, refund_log_append, refund_transition
+from refunds.services.transitions import (
+    refund_flag_for_attention,
+    refund_log_append,
+    refund_log_entry,
+    refund_transition,
+)
 from refunds.services.unconfirmed import unconfirmed_call_lookup
 
 _PROVIDER_FINAL = {
@@ -103,6 +109,7 @@ def refund_submit(*, refund_id: int) -> RefundRequest | None:
         handled, outcome = _resolve_unconfirmed_call(lookup=lookup, refund=refund)
         if handled:
             return outcome
+    connection_release_before_wait()  # the claim is committed; the call is a wait on the network
     try:
         result = adapter.create_refund(
             merchant_refund_id=refund.merchant_refund_id,
@@ -219,19 +226,26 @@ def _claim_for_submit(refund_id: int) -> RefundRequest | None:
             # The budget is spent: the last attempt's failure hands the refund to a person. A
             # dispatcher sweep after a lapsed lease must not add a call beyond it.
             return None
+        call_log = refund_log_entry(
+            refund=refund,
+            event=RefundLog.Event.PROVIDER_CALL,
+            message=f"Asking {refund.provider} to refund (attempt {attempts})",
+            data={"idempotency_key": refund.idempotency_key, "attempt": attempts},
+        )
         if refund.status == RefundStatus.APPROVED:
-            refund = refund_transition(
+            return refund_transition(
                 refund_id=refund_id,
                 locked=refund,
                 to_status=RefundStatus.PROCESSING,
                 message=f"Submitting to {refund.provider}",
+                logs_after=[call_log],
                 submitted_at=now,
                 call_started_at=now,
                 submit_attempts=attempts,
                 next_action_at=now + lease,
                 unconfirmed_calls=refund.unconfirmed_calls + 1,
             )
-        elif (
+        if (
             refund.status == RefundStatus.PROCESSING
             and not refund.connector_refund_id
             and (refund.call_started_at is None or refund.call_started_at <= now - lease)
@@ -245,15 +259,9 @@ def _claim_for_submit(refund_id: int) -> RefundRequest | None:
             refund.save(
                 update_fields=["submit_attempts", "call_started_at", "next_action_at", "unconfirmed_calls", "updated_at"]
             )
-        else:
-            return None
-        refund_log_append(
-            refund=refund,
-            event=RefundLog.Event.PROVIDER_CALL,
-            message=f"Asking {refund.provider} to refund (attempt {attempts})",
-            data={"idempotency_key": refund.idempotency_key, "attempt": attempts},
-        )
-    return refund
+            call_log.save()
+            return refund
+    return None
 
 
 def _fail(refund_id: int, *, code: str, message: str) -> RefundRequest:
@@ -279,7 +287,7 @@ def refund_record_provider_result(*, refund_id: int, result: RefundResult) -> Re
     now = timezone.now()
     with transaction.atomic():
         refund = RefundRequest.objects.select_for_update(of=("self",)).get(pk=refund_id)
-        refund_log_append(
+        answer_log = refund_log_entry(
             refund=refund,
             event=RefundLog.Event.PROVIDER_ANSWER,
             message=f"{refund.provider} answered: refund {result.connector_refund_id} {result.status}",
@@ -294,30 +302,33 @@ def refund_record_provider_result(*, refund_id: int, result: RefundResult) -> Re
         # correction of a succeeded refund that later failed (Stripe does this).
         correction = refund.status == RefundStatus.SUCCEEDED and result.status == ProviderRefundStatus.FAILED
         if refund.is_final and not correction:
+            answer_log.save()
             return refund
-        refund.connector_refund_id = result.connector_refund_id
-        refund.provider_status = str(result.status)
-        refund.call_started_at = None
-        refund.unconfirmed_calls = 0  # the provider's refund is known: no call is in doubt
-        refund.save(
-            update_fields=["connector_refund_id", "provider_status", "call_started_at", "unconfirmed_calls", "updated_at"]
-        )
+        known = {
+            "connector_refund_id": result.connector_refund_id,
+            "provider_status": str(result.status),
+            "call_started_at": None,
+            "unconfirmed_calls": 0,  # the provider's refund is known: no call is in doubt
+        }
         target = _PROVIDER_FINAL.get(result.status)
         if target is None:
+            answer_log.save()
+            for name, value in known.items():
+                setattr(refund, name, value)
+            refund.save(update_fields=[*known, "updated_at"])
             return _record_still_pending(refund=refund, result=result, now=now)
-        extra = {}
         if target == RefundStatus.FAILED:
-            extra = {
-                "error_code": (result.failure_code or "refund_failed")[:64],
-                "error_message": (result.failure_message or "The provider reported the refund failed.")[:500],
-            }
+            known["error_code"] = (result.failure_code or "refund_failed")[:64]
+            known["error_message"] = (result.failure_message or "The provider reported the refund failed.")[:500]
+        # One UPDATE (what the provider said, and the move) and one INSERT (its answer, the move).
         moved = refund_transition(
             refund_id=refund_id,
             locked=refund,
             to_status=target,
             message=f"Provider reports {result.status}",
             allow_correction=correction,
-            **extra,
+            logs_before=[answer_log],
+            **known,
         )
         if target == RefundStatus.SUCCEEDED:
             payment_count_refund_succeeded(refund=moved)

@@ -6,6 +6,8 @@ RefundLog row and announces `refund_status_changed` (receivers only schedule wor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -22,10 +24,16 @@ from refunds.redaction import redact
 from refunds.signals import refund_status_changed
 
 
+def refund_log_entry(*, refund: RefundRequest, event: str, message: str = "", actor=None, data=None, **kw) -> RefundLog:
+    """A log row not yet saved: refund_transition(logs_before=, logs_after=) writes it in the
+    same INSERT as the transition's own row."""
+    return RefundLog(refund=refund, event=event, message=redact(message)[:1000], actor=actor, data=data or {}, **kw)
+
+
 def refund_log_append(*, refund: RefundRequest, event: str, message: str = "", actor=None, data=None, **kw):
-    return RefundLog.objects.create(
-        refund=refund, event=event, message=redact(message)[:1000], actor=actor, data=data or {}, **kw
-    )
+    entry = refund_log_entry(refund=refund, event=event, message=message, actor=actor, data=data, **kw)
+    entry.save()
+    return entry
 
 
 def refund_create(*, actor=None, message: str, data: dict | None = None, announce: bool = True, **fields) -> RefundRequest:
@@ -53,47 +61,66 @@ def refund_transition(
     expected_from: set[str] | None = None,
     allow_correction: bool = False,
     locked: RefundRequest | None = None,
+    logs_before: Sequence[RefundLog] = (),
+    logs_after: Sequence[RefundLog] = (),
     **fields,
 ) -> RefundRequest:
     """Move one refund to `to_status`, or raise InvalidTransition. `fields` are saved with it.
     `allow_correction` admits the provider's corrections (PROVIDER_CORRECTIONS) too. `locked`:
     the refund's row as the caller read it with `select_for_update` in the transaction it still
-    holds open, so it is current and need not be locked and read again (one statement fewer)."""
-    now = timezone.now()
+    holds open, so it is current and need not be locked and read again, and the change is
+    written in that transaction without a savepoint of its own (a refused move raises before
+    anything is written). `logs_before`/`logs_after`: the caller's own log rows
+    (refund_log_entry), inserted around the transition's row in one statement."""
+    if locked is not None and locked.pk == refund_id:
+        if not transaction.get_connection().in_atomic_block:
+            raise RuntimeError("refund_transition(locked=...) needs the transaction that locked the row")
+        _check(locked, to_status, expected_from=expected_from, allow_correction=allow_correction)
+        with transaction.atomic(savepoint=False):
+            return _apply(locked, to_status, actor, message, data, [*logs_before], [*logs_after], fields)
     with transaction.atomic():
-        if locked is not None and locked.pk == refund_id:
-            refund = locked
-        else:
-            refund = RefundRequest.objects.select_for_update(of=("self",)).get(pk=refund_id)
-        from_status = refund.status
-        if expected_from is not None and from_status not in expected_from:
-            raise errors.InvalidTransition(f"Refund {refund} is {from_status}, not {'/'.join(sorted(expected_from))}.")
-        allowed = ALLOWED_TRANSITIONS.get(from_status, set())
-        if allow_correction:
-            allowed = allowed | PROVIDER_CORRECTIONS.get(from_status, set())
-        if to_status not in allowed:
-            raise errors.InvalidTransition(f"Refund {refund} cannot go from {from_status} to {to_status}.")
-        refund.status = to_status
-        if to_status in FINAL_STATUSES or to_status == RefundStatus.NEEDS_ATTENTION:
-            fields.setdefault("call_started_at", None)
-        if to_status in FINAL_STATUSES:
-            fields.setdefault("resolved_at", now)
-            fields.setdefault("next_action_at", None)
-        for name, value in fields.items():
-            setattr(refund, name, value)
-        refund.save(update_fields=["status", "updated_at", *fields])
-        refund_log_append(
-            refund=refund,
-            event=RefundLog.Event.STATUS_CHANGED,
-            from_status=from_status,
-            to_status=to_status,
-            actor=actor,
-            message=message,
-            data=data,
-        )
-        refund_status_changed.send(
-            sender=RefundRequest, refund=refund, from_status=from_status, to_status=to_status, actor=actor
-        )
+        refund = RefundRequest.objects.select_for_update(of=("self",)).get(pk=refund_id)
+        _check(refund, to_status, expected_from=expected_from, allow_correction=allow_correction)
+        return _apply(refund, to_status, actor, message, data, [*logs_before], [*logs_after], fields)
+
+
+def _check(refund: RefundRequest, to_status: str, *, expected_from: set[str] | None, allow_correction: bool) -> None:
+    from_status = refund.status
+    if expected_from is not None and from_status not in expected_from:
+        raise errors.InvalidTransition(f"Refund {refund} is {from_status}, not {'/'.join(sorted(expected_from))}.")
+    allowed = ALLOWED_TRANSITIONS.get(from_status, set())
+    if allow_correction:
+        allowed = allowed | PROVIDER_CORRECTIONS.get(from_status, set())
+    if to_status not in allowed:
+        raise errors.InvalidTransition(f"Refund {refund} cannot go from {from_status} to {to_status}.")
+
+
+def _apply(refund, to_status, actor, message, data, logs_before, logs_after, fields) -> RefundRequest:
+    """Write a checked move of a locked row: the row, the log rows (one INSERT), the signal."""
+    now = timezone.now()
+    from_status = refund.status
+    refund.status = to_status
+    if to_status in FINAL_STATUSES or to_status == RefundStatus.NEEDS_ATTENTION:
+        fields.setdefault("call_started_at", None)
+    if to_status in FINAL_STATUSES:
+        fields.setdefault("resolved_at", now)
+        fields.setdefault("next_action_at", None)
+    for name, value in fields.items():
+        setattr(refund, name, value)
+    refund.save(update_fields=["status", "updated_at", *fields])
+    own = refund_log_entry(
+        refund=refund,
+        event=RefundLog.Event.STATUS_CHANGED,
+        from_status=from_status,
+        to_status=to_status,
+        actor=actor,
+        message=message,
+        data=data,
+    )
+    RefundLog.objects.bulk_create([*logs_before, own, *logs_after])
+    refund_status_changed.send(
+        sender=RefundRequest, refund=refund, from_status=from_status, to_status=to_status, actor=actor
+    )
     return refund
 
 
