@@ -1,0 +1,59 @@
+"""What the hot path keeps instead of reading again: a user's permissions in one query
+(refunds/auth_backends.py) and the Stripe adapter reused per process (refunds/providers)."""
+
+import pytest
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.models import Group, Permission, User
+
+from refunds import providers
+from refunds.auth_backends import OneQueryModelBackend
+
+
+def permission(codename: str) -> Permission:
+    return Permission.objects.get(codename=codename)
+
+
+@pytest.mark.django_db
+def test_own_and_group_permissions_come_from_one_query(django_assert_num_queries):
+    auditors = Group.objects.create(name="Auditors of refunds")
+    auditors.permissions.add(permission("view_refundrequest"))
+    others = Group.objects.create(name="Someone else's group")
+    others.permissions.add(permission("delete_refundrequest"))
+    clerk = User.objects.create_user("clerk")
+    clerk.user_permissions.add(permission("add_refundrequest"))
+    clerk.groups.add(auditors)
+    clerk = User.objects.get(pk=clerk.pk)  # no permission cache yet
+
+    with django_assert_num_queries(1):
+        granted = OneQueryModelBackend().get_all_permissions(clerk)
+        assert clerk.has_perm("refunds.add_refundrequest")  # the user's own
+        assert clerk.has_perm("refunds.view_refundrequest")  # through a group
+        assert not clerk.has_perm("refunds.delete_refundrequest")  # another group's
+
+    # Django's own backend (two queries) grants exactly the same.
+    assert granted == ModelBackend().get_all_permissions(User.objects.get(pk=clerk.pk))
+    assert {"refunds.add_refundrequest", "refunds.view_refundrequest"} <= granted
+
+
+@pytest.mark.django_db
+def test_inactive_users_have_no_permissions_and_superusers_have_all():
+    clerk = User.objects.create_user("leaver", is_active=False)
+    clerk.user_permissions.add(permission("add_refundrequest"))
+    boss = User.objects.create_superuser("boss")
+
+    assert OneQueryModelBackend().get_all_permissions(User.objects.get(pk=clerk.pk)) == set()
+    assert len(OneQueryModelBackend().get_all_permissions(boss)) == Permission.objects.count()
+    assert OneQueryModelBackend().get_all_permissions(boss, obj=object()) == set()
+
+
+def test_the_stripe_adapter_is_reused_until_a_setting_changes(settings, monkeypatch):
+    first = providers.get_provider("stripe")
+    assert providers.get_provider("stripe") is first  # one client and HTTP session per process
+
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_rotated"  # a secret rotated (here: a test's override)
+    rebuilt = providers.get_provider("stripe")
+    assert rebuilt is not first and rebuilt._webhook_secret == "whsec_rotated"
+
+    # A forked child (another process id) never shares its parent's adapter and sockets.
+    monkeypatch.setattr(providers.os, "getpid", lambda: -1)
+    assert providers.get_provider("stripe") is not rebuilt
