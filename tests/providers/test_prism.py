@@ -196,3 +196,25 @@ def test_a_refund_canceled_at_stripe_is_read_although_prism_cannot(stripe_sandbo
     final = adapter.get_refund(connector_refund_id=created.connector_refund_id, connector_transaction_id=txn)
 
     assert (final.status, final.amount) == (ProviderRefundStatus.CANCELED, Money(1_000, "USD"))
+
+
+@pytest.mark.django_db
+def test_the_poll_reads_a_canceled_refund_through_the_payments_refunds(stripe_sandbox, agent):
+    """The same through the worker's poll (refund_sync_status): it passes the payment's id on,
+    so the refund ends canceled instead of being polled for ever."""
+    from refunds.models import RefundLog, RefundStatus  # the app's models, for this test only
+    from refunds.services import execution, intake
+
+    txn = stripe_sandbox.create_payment(3_000, behavior="stay_pending")
+    filed, _ = intake.refund_request_create(
+        merchant_refund_id=f"prism-poll-{txn[-8:]}", provider="prism_stripe", connector_transaction_id=txn,
+        amount=Money(1_000, "USD"), reason="", metadata={}, product="", requested_by=agent,
+    )
+    submitted = execution.refund_submit(refund_id=filed.pk)
+    assert submitted.status == RefundStatus.PROCESSING and submitted.connector_refund_id
+
+    stripe_sandbox.settle(submitted.connector_refund_id, "canceled")
+    polled = execution.refund_sync_status(refund_id=filed.pk)
+
+    assert polled.status == RefundStatus.CANCELED
+    assert not polled.logs.filter(event=RefundLog.Event.PROVIDER_ERROR).exists()
