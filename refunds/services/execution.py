@@ -217,10 +217,10 @@ def _after_transient_submit_error(refund: RefundRequest, error: TransientProvide
 def _claim_for_submit(refund_id: int) -> RefundRequest | None:
     """Take the refund for one create call (a lease), counting the call as unconfirmed until
     its answer is recorded; None when another worker holds it or it moved on."""
-    now = timezone.now()
     lease = timedelta(seconds=settings.REFUND_SUBMIT_LEASE_SECONDS)
     with transaction.atomic():
         refund = RefundRequest.objects.select_for_update(of=("self",)).get(pk=refund_id)
+        now = timezone.now()  # once the row is ours: waiting for a pooled connection or the lock is not the call
         attempts = refund.submit_attempts + 1
         if attempts > settings.REFUND_SUBMIT_MAX_ATTEMPTS:
             # The budget is spent: the last attempt's failure hands the refund to a person. A
