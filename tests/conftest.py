@@ -18,6 +18,20 @@ pytest_plugins = [
 ]
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """The test process itself connects without PostgreSQL's connection pool: Django 5.2 keeps a
+    pool opened before the test database was made (a connection at start-up) pointed at the real
+    database, so migrations and tests would run there while the workers use the test database.
+    The workers the tests start (tests/fixtures/worker.py) run as shipped, pool and threads."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database.get("OPTIONS", {}).pop("pool", None):
+        database["CONN_MAX_AGE"] = 60  # as without a pool (refundoffice/settings.py)
+        database["CONN_HEALTH_CHECKS"] = True
+
+
 @pytest.fixture(autouse=True)
 def _provider_settings(settings, stripe_sandbox, robokassa_sandbox):
     """Every test talks to the local Stripe sandbox and Robokassa emulator (both enabled), and
