@@ -20,6 +20,7 @@ from refunds.services.execution import refund_create_approved, refund_mark_appro
 from refunds.services.transitions import refund_log_append, refund_log_row, refund_transition
 
 ALREADY_APPROVED = "You have already approved this refund; it needs someone else."
+AUTO_APPROVED_MESSAGE = "Auto-approved: at or under the threshold"
 
 
 def _check_decider(*, refund: RefundRequest, approver) -> None:
@@ -69,9 +70,7 @@ def refund_auto_approve(
             _customer_lock(provider=payment.provider, customer=payment.customer)
         refusal = auto_approve_refusal(refund=refund, threshold=threshold)
         if refusal:
-            note = auto_approval_refused_note(refusal)
-            note.refund = refund
-            note.save(force_insert=True)
+            auto_approval_refused_note(refusal, refund=refund).save(force_insert=True)
             return refund
         _auto_approval_record(refund=refund, threshold=threshold)
         return refund_mark_approved(refund_id=refund.pk, message=AUTO_APPROVED_MESSAGE)
@@ -86,10 +85,11 @@ def auto_approval_check(*, payment: Payment, amount: Money, threshold: int) -> s
     return auto_approve_refusal_for(amount=amount, payment=payment, threshold=threshold)
 
 
-def auto_approval_refused_note(refusal: str) -> RefundLog:
+def auto_approval_refused_note(refusal: str, *, refund: RefundRequest | None = None) -> RefundLog:
     """The log row (not saved) that says why a refund under the threshold waits."""
     return refund_log_row(
-        event=RefundLog.Event.NOTE, message=f"Waits for a finance manager: {refusal}", data={"auto_approve": "refused"}
+        refund=refund, event=RefundLog.Event.NOTE, message=f"Waits for a finance manager: {refusal}",
+        data={"auto_approve": "refused"},
     )
 
 
@@ -105,9 +105,6 @@ def refund_create_auto_approved(*, threshold: int, **create) -> tuple[RefundRequ
         **create,
     )
     return refund, approvals[0]
-
-
-AUTO_APPROVED_MESSAGE = "Auto-approved: at or under the threshold"
 
 
 def _auto_approval_record(*, refund: RefundRequest, threshold: int) -> Approval:

@@ -80,9 +80,10 @@ def refund_request_create(
     dispute_override_reason: str = "",
 ) -> tuple[RefundRequest, bool]:
     """File a refund. Returns (refund, created): a replay of the same request returns the
-    existing refund with created=False. `items` (invoice lines, for providers that take them)
-    must add up to the amount; without an amount their total is the amount. A payment with an
-    open dispute: see _refuse_if_disputed."""
+    existing refund with created=False; a new one comes with its approvals loaded (intake made
+    them). `items` (invoice lines, for providers that take them) must add up to the amount;
+    without an amount their total is the amount. A payment with an open dispute: see
+    _refuse_if_disputed."""
     if not requested_by.has_perm("refunds.add_refundrequest"):
         raise errors.PermissionDenied("You may not file refund requests.")
     items = list(items or [])
