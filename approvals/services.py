@@ -6,14 +6,21 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from approvals.models import Approval
-from approvals.policy import UNLIMITED, approver_limit, auto_approve_refusal, auto_approve_threshold
+from approvals.policy import (
+    UNLIMITED,
+    approver_limit,
+    auto_approve_refusal,
+    auto_approve_refusal_for,
+    auto_approve_threshold,
+)
 from refunds import errors
 from refunds.models import Payment, RefundLog, RefundRequest, RefundStatus
-from refunds.money import STORED_TEXT_LOCALE, format_minor
-from refunds.services.execution import refund_mark_approved
-from refunds.services.transitions import refund_log_append, refund_transition
+from refunds.money import STORED_TEXT_LOCALE, Money, format_minor
+from refunds.services.execution import refund_create_approved, refund_mark_approved
+from refunds.services.transitions import refund_log_append, refund_log_row, refund_transition
 
 ALREADY_APPROVED = "You have already approved this refund; it needs someone else."
+AUTO_APPROVED_MESSAGE = "Auto-approved: at or under the threshold"
 
 
 def _check_decider(*, refund: RefundRequest, approver) -> None:
@@ -47,14 +54,13 @@ def _customer_lock(*, provider: str, customer: str) -> None:
 
 def refund_auto_approve(
     *, refund: RefundRequest, payment: Payment | None = None, threshold: int | None = None,
-    refund_locked: bool = False,
 ) -> RefundRequest:
-    """Approve `refund` at once when the policy allows (approvals.policy.auto_approve_refusal),
-    else leave it waiting for a finance manager with a note saying why. The sums are read under
-    the payment's row lock, so concurrent small refunds on one payment are judged one after
-    another. `payment`: the refund's payment row when the caller already holds its lock in its
-    open transaction (intake does); `threshold`: the currency's, when the caller has just read it;
-    `refund_locked`: the caller made or locked the refund's row in its open transaction."""
+    """Approve `refund` (already filed) at once when the policy allows
+    (approvals.policy.auto_approve_refusal), else leave it waiting for a finance manager with a
+    note saying why. The sums are read under the payment's row lock, so concurrent small refunds
+    on one payment are judged one after another. `payment`: the refund's payment row when the
+    caller already holds its lock in its open transaction; `threshold`: the currency's, when the
+    caller has just read it. Intake decides before the row exists (auto_approval_check)."""
     if threshold is None:
         threshold = auto_approve_threshold(refund.currency)
     with transaction.atomic():
@@ -64,25 +70,50 @@ def refund_auto_approve(
             _customer_lock(provider=payment.provider, customer=payment.customer)
         refusal = auto_approve_refusal(refund=refund, threshold=threshold)
         if refusal:
-            refund_log_append(
-                refund=refund,
-                event=RefundLog.Event.NOTE,
-                message=f"Waits for a finance manager: {refusal}",
-                data={"auto_approve": "refused"},
-            )
+            auto_approval_refused_note(refusal, refund=refund).save(force_insert=True)
             return refund
-        Approval.objects.create(
-            refund=refund,
-            decision=Approval.Decision.AUTO_APPROVED,
-            comment=f"At or under the auto-approve threshold of "
-            f"{format_minor(threshold, refund.currency, STORED_TEXT_LOCALE)}",
-        )
-        # The refund was made in the caller's transaction (intake), so nobody else holds or has
-        # changed its row: it is passed on as locked, not read again.
-        return refund_mark_approved(
-            refund_id=refund.pk, message="Auto-approved: at or under the threshold",
-            locked=refund if refund_locked else None,
-        )
+        _auto_approval_record(refund=refund, threshold=threshold)
+        return refund_mark_approved(refund_id=refund.pk, message=AUTO_APPROVED_MESSAGE)
+
+
+def auto_approval_check(*, payment: Payment, amount: Money, threshold: int) -> str:
+    """For intake, before the refund's row exists: "" when a refund of `amount` on `payment` is
+    approved at once, else why not (approvals.policy.auto_approve_refusal_for). The caller holds
+    the payment's row lock in its open transaction; the customer's is taken here, after it."""
+    if settings.REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY:
+        _customer_lock(provider=payment.provider, customer=payment.customer)
+    return auto_approve_refusal_for(amount=amount, payment=payment, threshold=threshold)
+
+
+def auto_approval_refused_note(refusal: str, *, refund: RefundRequest | None = None) -> RefundLog:
+    """The log row (not saved) that says why a refund under the threshold waits."""
+    return refund_log_row(
+        refund=refund, event=RefundLog.Event.NOTE, message=f"Waits for a finance manager: {refusal}",
+        data={"auto_approve": "refused"},
+    )
+
+
+def refund_create_auto_approved(*, threshold: int, **create) -> tuple[RefundRequest, Approval]:
+    """File a refund auto_approval_check approved, in the caller's transaction (which holds the
+    locks the check was made under): inserted approved, its log saying it was requested and then
+    auto-approved, the approval recorded, the worker told (execution.refund_create_approved).
+    `create`: transitions.refund_create's arguments. Returns the refund and its approval."""
+    approvals = []
+    refund = refund_create_approved(
+        approve_message=AUTO_APPROVED_MESSAGE,
+        approval=lambda refund: approvals.append(_auto_approval_record(refund=refund, threshold=threshold)),
+        **create,
+    )
+    return refund, approvals[0]
+
+
+def _auto_approval_record(*, refund: RefundRequest, threshold: int) -> Approval:
+    return Approval.objects.create(
+        refund=refund,
+        decision=Approval.Decision.AUTO_APPROVED,
+        comment=f"At or under the auto-approve threshold of "
+        f"{format_minor(threshold, refund.currency, STORED_TEXT_LOCALE)}",
+    )
 
 
 def refund_approve(*, refund_id: int, approver, comment: str = "") -> RefundRequest:

@@ -15,7 +15,7 @@ are not counted.
 `--amount 2500` is auto-approved (at or under the 5000 default threshold); `--slack` gives the app a
 Slack webhook URL (the sandbox's unused port: the posts fail fast), so the notification tasks are
 published as in production. Drops and recreates the database `refundoffice_bench_sql` and
-flushes Redis db 7.
+flushes Redis db 7 (`--database` and `--redis-db` choose others, e.g. a session's own).
 """
 
 from __future__ import annotations
@@ -61,10 +61,12 @@ def main() -> None:
     parser.add_argument("--samples", action="store_true", help="print the first refund's statements")
     parser.add_argument("--fresh-clients", action="store_true",
                         help="build the Stripe adapter (and its HTTP session) per call, as before adapters were reused")
+    parser.add_argument("--database", default="refundoffice_bench_sql", help="dropped and recreated")
+    parser.add_argument("--redis-db", type=int, default=7, help="flushed")
     args = parser.parse_args()
     stop_on_signals()
     extra = {"SLACK_WEBHOOK_URL": "http://127.0.0.1:9/slack"} if args.slack else {}
-    with app_stack("sql_per_refund", database="refundoffice_bench_sql", redis_db=7, **extra) as stack:
+    with app_stack("sql_per_refund", database=args.database, redis_db=args.redis_db, **extra) as stack:
         report = measure(stack, args)
     print_report(report)
 

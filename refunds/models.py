@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from refunds.money import format_minor
 from refunds.slack.models import SlackApprovalMessage, SlackIdentity, SlackInteraction, SlackReminder  # noqa: F401
@@ -182,7 +183,7 @@ class RefundRequest(models.Model):
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
 
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)  # given: one instant with approved_at
     updated_at = models.DateTimeField(auto_now=True)
     approved_at = models.DateTimeField(null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
@@ -442,7 +443,6 @@ class SummaryDelivery(models.Model):
 
     def __str__(self):
         return f"summary {self.day}"
-
 
 
 # Bulk refund files (refunds/services/batches.py) live in their own module; imported here so

@@ -23,6 +23,18 @@ def refunds_load_approvals(refunds: list[RefundRequest]) -> None:
     prefetch_related_objects(refunds, _approvals_prefetch())
 
 
+def refund_approvals_known(refund: RefundRequest, approvals: list[Approval]) -> None:
+    """`refund`'s approvals are `approvals` (the service that made the refund has just recorded
+    them, their approvers with them): held as refunds_load_approvals holds them, so reading them
+    is no query."""
+    held = refund.approvals.all()  # not run: the queryset a prefetch leaves filled in
+    held._result_cache = list(approvals)
+    held._prefetch_done = True
+    if not hasattr(refund, "_prefetched_objects_cache"):
+        refund._prefetched_objects_cache = {}
+    refund._prefetched_objects_cache[RefundRequest.approvals.rel.cache_name] = held
+
+
 def refund_list_filtered(
     *,
     user,

@@ -82,14 +82,14 @@ def demo_history_create(*, users: dict, days: int = 60, seed: int = 7) -> int:
 def _given_creation_times(*models):
     """auto_now_add would stamp every made-up row with today; history needs its own times
     (and RefundLog rows cannot be updated afterwards)."""
-    fields = [model._meta.get_field("created_at") for model in models]
-    for field in fields:
+    fields = [(field, field.auto_now_add) for field in (model._meta.get_field("created_at") for model in models)]
+    for field, _ in fields:
         field.auto_now_add = False
     try:
         yield
     finally:
-        for field in fields:
-            field.auto_now_add = True
+        for field, was in fields:  # RefundRequest's has a default instead (given by intake)
+            field.auto_now_add = was
 
 
 def _history_refund(rng, sale_id, product, price, sold_at, reasons, agent, managers) -> dict:

@@ -81,9 +81,9 @@ class RefundListCreate(ListAPIView):
         fields = _valid(RefundCreateSerializer, request.data)
         refund, created = intake.refund_request_create(requested_by=request.user, **fields)
         if created:
-            # The row as intake made and saved it (its requester is this user): only its
-            # approvals are read, not the whole refund again.
-            refunds_load_approvals([refund])
+            # The row as intake made and saved it (its requester is this user), its approvals
+            # held already (intake made them): nothing is read again.
+            refunds_load_approvals([refund])  # no query when they are held
             return Response(RefundSerializer(refund).data, status=201)
         return Response(RefundSerializer(_reload(refund.pk)).data, status=200)
 

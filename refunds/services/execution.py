@@ -9,6 +9,7 @@ refund's `unconfirmed_calls` says whether an earlier call may already have refun
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -33,12 +34,8 @@ from refunds.publish import enqueue_on_commit
 from refunds.ratelimit import RateLimited, provider_slot_acquire
 from refunds.services.disputes import DISPUTE_CODE, refund_hold_after_refusal
 from refunds.services.payments import payment_check_amount, payment_count_refund_succeeded, payment_lock_and_refresh
-from refunds.services.transitions import (
-    refund_flag_for_attention,
-    refund_log_append,
-    refund_log_entry,
-    refund_transition,
-)
+from refunds.services.transitions import Onward, refund_create, refund_flag_for_attention, refund_log_append
+from refunds.services.transitions import refund_log_row, refund_transition
 from refunds.services.unconfirmed import unconfirmed_call_lookup
 
 _PROVIDER_FINAL = {
@@ -51,18 +48,32 @@ _PROVIDER_FINAL = {
 def refund_mark_approved(*, refund_id: int, actor=None, message: str = "", locked: RefundRequest | None = None) -> RefundRequest:
     """pending_approval → approved, and hand it to the worker. Called by approvals.services.
     `locked`: the row, when the caller holds its lock (refund_transition's `locked`)."""
-    now = timezone.now()
     refund = refund_transition(
-        refund_id=refund_id,
-        locked=locked,
-        to_status=RefundStatus.APPROVED,
-        actor=actor,
-        message=message,
-        approved_at=now,
-        next_action_at=now + timedelta(seconds=settings.REFUND_SUBMIT_LEASE_SECONDS),
+        refund_id=refund_id, locked=locked, to_status=RefundStatus.APPROVED, actor=actor, message=message,
+        **_approved_fields(timezone.now()),
     )
     enqueue_on_commit("refund_submit_task", refund.pk)
     return refund
+
+
+def refund_create_approved(*, approve_message: str, approval: Callable[[RefundRequest], object], **create) -> RefundRequest:
+    """A new refund approved at once (intake's auto-approval), handed to the worker: created
+    (transitions.refund_create's arguments) and moved pending_approval → approved as
+    refund_mark_approved moves it, in the creating INSERT; approved the instant it was made.
+    `approval(refund)` records the approval, between the two announcements."""
+    now = timezone.now()
+    refund = refund_create(
+        **create,
+        created_at=now,
+        onward=Onward(to_status=RefundStatus.APPROVED, message=approve_message, fields=_approved_fields(now),
+                      between=approval),
+    )
+    enqueue_on_commit("refund_submit_task", refund.pk)
+    return refund
+
+
+def _approved_fields(now) -> dict:
+    return {"approved_at": now, "next_action_at": now + timedelta(seconds=settings.REFUND_SUBMIT_LEASE_SECONDS)}
 
 
 def _verify_payment_before_submit(refund: RefundRequest) -> None:
@@ -226,12 +237,9 @@ def _claim_for_submit(refund_id: int) -> RefundRequest | None:
             # The budget is spent: the last attempt's failure hands the refund to a person. A
             # dispatcher sweep after a lapsed lease must not add a call beyond it.
             return None
-        call_log = refund_log_entry(
-            refund=refund,
-            event=RefundLog.Event.PROVIDER_CALL,
-            message=f"Asking {refund.provider} to refund (attempt {attempts})",
-            data={"idempotency_key": refund.idempotency_key, "attempt": attempts},
-        )
+        call_log = refund_log_row(refund=refund, event=RefundLog.Event.PROVIDER_CALL,
+                                  message=f"Asking {refund.provider} to refund (attempt {attempts})",
+                                  data={"idempotency_key": refund.idempotency_key, "attempt": attempts})
         if refund.status == RefundStatus.APPROVED:
             return refund_transition(
                 refund_id=refund_id,
@@ -287,7 +295,7 @@ def refund_record_provider_result(*, refund_id: int, result: RefundResult) -> Re
     now = timezone.now()
     with transaction.atomic():
         refund = RefundRequest.objects.select_for_update(of=("self",)).get(pk=refund_id)
-        answer_log = refund_log_entry(
+        answer_log = refund_log_row(
             refund=refund,
             event=RefundLog.Event.PROVIDER_ANSWER,
             message=f"{refund.provider} answered: refund {result.connector_refund_id} {result.status}",
@@ -304,12 +312,9 @@ def refund_record_provider_result(*, refund_id: int, result: RefundResult) -> Re
         if refund.is_final and not correction:
             answer_log.save()
             return refund
-        known = {
-            "connector_refund_id": result.connector_refund_id,
-            "provider_status": str(result.status),
-            "call_started_at": None,
-            "unconfirmed_calls": 0,  # the provider's refund is known: no call is in doubt
-        }
+        # The provider's refund is known: no call is in doubt (unconfirmed_calls 0).
+        known = {"connector_refund_id": result.connector_refund_id, "provider_status": str(result.status),
+                 "call_started_at": None, "unconfirmed_calls": 0}
         target = _PROVIDER_FINAL.get(result.status)
         if target is None:
             answer_log.save()

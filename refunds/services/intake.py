@@ -11,11 +11,12 @@ import uuid
 from django.db import IntegrityError, transaction
 
 from approvals.policy import auto_approve_threshold
-from approvals.services import refund_auto_approve
+from approvals.services import auto_approval_check, auto_approval_refused_note, refund_create_auto_approved
 from refunds import errors
 from refunds.models import RefundLog, RefundRequest, RefundStatus
 from refunds.money import STORED_TEXT_LOCALE, Money, format_minor
 from refunds.providers.base import LineItem, PaymentInfo, TransientProviderError
+from refunds.selectors import refund_approvals_known
 from refunds.services.disputes import disputed_message, payment_dispute_act, payment_dispute_sync
 from refunds.services.payments import (
     payment_check_amount,
@@ -24,7 +25,7 @@ from refunds.services.payments import (
     payment_refundable_remaining,
     provider_adapter,
 )
-from refunds.services.transitions import refund_create, refund_log_append
+from refunds.services.transitions import refund_create, refund_log_row
 
 # Who may file a refund on a payment with an open dispute (giving dispute_override_reason):
 # finance managers (refunds.roles), the people who also approve and retry refunds. Some
@@ -79,9 +80,10 @@ def refund_request_create(
     dispute_override_reason: str = "",
 ) -> tuple[RefundRequest, bool]:
     """File a refund. Returns (refund, created): a replay of the same request returns the
-    existing refund with created=False. `items` (invoice lines, for providers that take them)
-    must add up to the amount; without an amount their total is the amount. A payment with an
-    open dispute: see _refuse_if_disputed."""
+    existing refund with created=False; a new one comes with its approvals loaded (intake made
+    them). `items` (invoice lines, for providers that take them) must add up to the amount;
+    without an amount their total is the amount. A payment with an open dispute: see
+    _refuse_if_disputed."""
     if not requested_by.has_perm("refunds.add_refundrequest"):
         raise errors.PermissionDenied("You may not file refund requests.")
     items = list(items or [])
@@ -188,7 +190,7 @@ def _refund_file(
     **fields,
 ) -> RefundRequest:
     """Inside the caller's transaction: lock the payment, settle and check the amount, create
-    the row, auto-approve at or under the threshold."""
+    the row, approved at once at or under the threshold (_refund_create_judged)."""
     payment = payment_lock_and_refresh(provider=provider, connector_transaction_id=connector_transaction_id, info=info)
     overridden = ""
     if payment.dispute_open:
@@ -205,7 +207,11 @@ def _refund_file(
     if items:
         _check_items_add_up(items=items, amount=amount)
     payment_check_amount(payment=payment, amount=amount)
-    refund = refund_create(
+    notes = [_override_note(payment=payment, actor=requested_by, reason=dispute_override_reason)] if overridden else []
+    return _refund_create_judged(
+        amount=amount,
+        payment=payment,
+        notes=notes,
         actor=requested_by,
         # Stored and read later by anyone: one fixed notation, not the filer's language.
         message=f"Requested {format_minor(amount.minor_amount, amount.currency, STORED_TEXT_LOCALE)} on "
@@ -213,31 +219,44 @@ def _refund_file(
         data={"payment_verified": info is not None},
         provider=provider,
         connector_transaction_id=connector_transaction_id,
-        payment=payment,
-        amount_minor=amount.minor_amount,
-        currency=amount.currency,
         items=[item.as_dict() for item in items],
         product=product or payment.product,
         requested_by=requested_by,
         request_fingerprint=fingerprint,
         idempotency_key=f"refundoffice-{uuid.uuid4().hex}",
         payment_verified=info is not None,
-        status=RefundStatus.PENDING_APPROVAL,
         dispute_overridden=overridden,
         **fields,
     )
-    if overridden:
-        _log_override(refund=refund, payment=payment, actor=requested_by, reason=dispute_override_reason)
+
+
+def _refund_create_judged(*, amount: Money, payment, notes: list, **create) -> RefundRequest:
+    """Create the refund (transitions.refund_create's arguments) with the approval policy's answer:
+    at or under the threshold the policy is asked before the row is made, under the payment's
+    lock taken by the caller (it counts the payment's other refunds), so an approved refund is
+    inserted approved; a refused one gets a note saying why. The refund comes back with its
+    approvals loaded (the API's answer shows them)."""
     threshold = auto_approve_threshold(amount.currency)
+    refusal = None  # over the threshold: the policy is not asked
     if amount.minor_amount <= threshold:
-        # Under the payment's lock, taken above: the policy counts the payment's other refunds.
-        refund = refund_auto_approve(refund=refund, payment=payment, threshold=threshold, refund_locked=True)
+        refusal = auto_approval_check(payment=payment, amount=amount, threshold=threshold)
+    if refusal:
+        notes = [*notes, auto_approval_refused_note(refusal)]
+    create.update(
+        payment=payment, amount_minor=amount.minor_amount, currency=amount.currency, notes=notes,
+        status=RefundStatus.PENDING_APPROVAL,
+    )
+    if refusal == "":
+        refund, approval = refund_create_auto_approved(threshold=threshold, **create)
+        refund_approvals_known(refund, [approval])
+    else:
+        refund = refund_create(**create)
+        refund_approvals_known(refund, [])
     return refund
 
 
-def _log_override(*, refund: RefundRequest, payment, actor, reason: str) -> None:
-    refund_log_append(
-        refund=refund,
+def _override_note(*, payment, actor, reason: str) -> RefundLog:
+    return refund_log_row(
         event=RefundLog.Event.NOTE,
         actor=actor,
         message=f"Filed despite the open dispute {payment.dispute_id} on {payment.connector_transaction_id}: {reason}",

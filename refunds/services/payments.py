@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import F, Q, Sum
 from django.db.models.functions import Least
 from django.utils import timezone
@@ -77,72 +78,100 @@ def _locked(payment: Payment, *, created: bool) -> Payment:
     return Payment.objects.select_for_update(of=("self",)).get(pk=payment.pk)
 
 
-def _payment_row(*, provider: str, connector_transaction_id: str, info: PaymentInfo | None) -> Payment:
-    """The payment's row, locked, made when missing: keyed by the provider's canonical id when it
-    answered, its other ids recorded as aliases, and rows made under those ids while it could not
-    be asked (intake accepts unverified refunds) folded in: their refunds move to this row."""
-    if info is None:
-        found = payment_find(provider=provider, connector_transaction_id=connector_transaction_id)
-        if found is not None:
-            return _locked(found, created=False)
-        payment, created = Payment.objects.get_or_create(
-            provider=provider, connector_transaction_id=connector_transaction_id
-        )
-        return _locked(payment, created=created)
-    canonical = info.connector_transaction_id or connector_transaction_id
-    others = ({connector_transaction_id, *info.aliases}) - {canonical}
-    payment, created = Payment.objects.get_or_create(provider=provider, connector_transaction_id=canonical)
-    payment = _locked(payment, created=created)
-    if others:
-        strays = Payment.objects.select_for_update(of=("self",)).filter(
-            provider=provider, connector_transaction_id__in=others
-        ).order_by("pk")
-        RefundRequest.objects.filter(payment__in=list(strays)).update(payment=payment)
-        # An alias already recorded (for this payment, or first for another row) is kept as it is.
-        PaymentAlias.objects.bulk_create(
-            [PaymentAlias(payment=payment, provider=provider, connector_transaction_id=other) for other in sorted(others)],
-            ignore_conflicts=True,
-        )
-    return payment
+def _payment_row_unverified(*, provider: str, connector_transaction_id: str) -> Payment:
+    """The provider could not be asked: the row `connector_transaction_id` names (an alias's
+    payment first), locked, made under that id when missing."""
+    found = payment_find(provider=provider, connector_transaction_id=connector_transaction_id)
+    if found is not None:
+        return _locked(found, created=False)
+    payment, created = Payment.objects.get_or_create(provider=provider, connector_transaction_id=connector_transaction_id)
+    return _locked(payment, created=created)
 
 
 def payment_lock_and_refresh(*, provider: str, connector_transaction_id: str, info: PaymentInfo | None) -> Payment:
     """Get (or create) and lock the payment row, whichever of its ids names it; refresh it from
-    the provider's answer."""
-    payment = _payment_row(provider=provider, connector_transaction_id=connector_transaction_id, info=info)
-    if info is not None:
-        payment.amount_minor = info.amount.minor_amount
-        payment.currency = info.amount.currency
-        payment.amount_refunded_minor = info.amount_refunded
-        payment.status = info.status
-        payment.product = info.product[:200]
-        payment.customer = info.customer[:255]
-        payment.synced_at = timezone.now()
-        dispute_fields = _dispute_fields(payment, info)
-        payment.save(
-            update_fields=[
-                "amount_minor", "currency", "amount_refunded_minor", "status", "product", "customer", "synced_at",
-                *dispute_fields,
-            ]
-        )
+    the provider's answer. With an answer the row is keyed by the provider's canonical id, its
+    other ids are recorded as aliases, and rows made under those ids while it could not be asked
+    (intake accepts unverified refunds) are folded in: their refunds move to this row."""
+    if info is None:
+        return _payment_row_unverified(provider=provider, connector_transaction_id=connector_transaction_id)
+    canonical = info.connector_transaction_id or connector_transaction_id
+    others = sorted({connector_transaction_id, *info.aliases} - {canonical})
+    payment, stray_ids = _payment_upsert(
+        provider=provider, connector_transaction_id=canonical, values=_synced_values(info), aliases=others
+    )
+    if stray_ids:
+        RefundRequest.objects.filter(payment_id__in=stray_ids).update(payment=payment)
     return payment
 
 
-def _dispute_fields(payment: Payment, info: PaymentInfo) -> list[str]:
-    """Copy the provider's word on the payment's dispute onto the row; nothing when the provider
-    does not report disputes (what the row knows from elsewhere stays)."""
-    if not info.disputes_known:
-        return []
-    dispute = info.dispute
-    payment.dispute_id = dispute.dispute_id[:255] if dispute else ""
-    payment.dispute_state = str(dispute.state) if dispute else ""
-    payment.dispute_status = dispute.provider_status[:32] if dispute else ""
-    payment.dispute_reason = dispute.reason[:64] if dispute else ""
-    payment.dispute_amount_minor = dispute.amount.minor_amount if dispute else None
-    payment.dispute_opened_at = dispute.opened_at if dispute else None
-    return [
-        "dispute_id", "dispute_state", "dispute_status", "dispute_reason", "dispute_amount_minor", "dispute_opened_at",
-    ]
+def _payment_upsert(*, provider: str, connector_transaction_id: str, values: dict, aliases: list[str]) -> tuple[Payment, list[int]]:
+    """The row made, or refreshed with `values`, by one `INSERT … ON CONFLICT DO UPDATE …
+    RETURNING`, and locked either way: the update locks an existing row as SELECT … FOR UPDATE
+    would (a row another transaction is inserting is waited for, then updated). Returns it and the
+    ids of the rows made under `aliases` (locked, in id order), whose refunds are the caller's
+    to move. On PostgreSQL the same statement records the aliases (an alias already recorded, for
+    this payment or first for another row, is kept as it is) and locks those rows; on SQLite (one
+    writer at a time, 3.35+ for RETURNING) two more statements do."""
+    row = Payment(provider=provider, connector_transaction_id=connector_transaction_id, **values)
+    fields = [f for f in Payment._meta.concrete_fields if not f.primary_key]
+    params = [f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields]
+    q = connection.ops.quote_name
+    table = q(Payment._meta.db_table)
+    upsert = (
+        f"INSERT INTO {table} ({', '.join(q(f.column) for f in fields)}) VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"ON CONFLICT ({q('provider')}, {q('connector_transaction_id')}) DO UPDATE SET "
+        + ", ".join(f"{q(name)} = EXCLUDED.{q(name)}" for name in values)
+        + f" RETURNING {', '.join(q(f.column) for f in Payment._meta.concrete_fields)}"
+    )
+    if connection.vendor != "postgresql":
+        [payment] = Payment.objects.raw(upsert, params)
+        strays = Payment.objects.filter(provider=provider, connector_transaction_id__in=aliases).order_by("pk")
+        stray_ids = list(strays.values_list("pk", flat=True))
+        PaymentAlias.objects.bulk_create(
+            [PaymentAlias(payment=payment, provider=provider, connector_transaction_id=other) for other in aliases],
+            ignore_conflicts=True,
+        )
+        return payment, stray_ids
+    # The strays' sub-select is an InitPlan, run when the upserted row is read: after its lock.
+    sql = (
+        f"WITH upserted AS ({upsert}), "
+        f"alias AS (INSERT INTO {q(PaymentAlias._meta.db_table)} (payment_id, provider, connector_transaction_id, "
+        f"created_at) SELECT upserted.id, %s, other, %s FROM upserted, unnest(%s::varchar[]) AS other "
+        f"ON CONFLICT DO NOTHING), "
+        f"stray AS (SELECT id FROM {table} WHERE provider = %s AND connector_transaction_id = ANY(%s::varchar[]) "
+        f"ORDER BY id FOR UPDATE) "
+        f"SELECT upserted.*, ARRAY(SELECT id FROM stray) AS stray_ids FROM upserted"
+    )
+    now = timezone.now()
+    [payment] = Payment.objects.raw(sql, [*params, provider, now, aliases, provider, aliases])
+    stray_ids = payment.__dict__.pop("stray_ids")
+    return payment, stray_ids
+
+
+def _synced_values(info: PaymentInfo) -> dict:
+    """The row's columns as the provider's answer gives them: the payment, and its dispute when
+    the provider reports disputes (else what the row knows from elsewhere stays)."""
+    values = {
+        "amount_minor": info.amount.minor_amount,
+        "currency": info.amount.currency,
+        "amount_refunded_minor": info.amount_refunded,
+        "status": info.status,
+        "product": info.product[:200],
+        "customer": info.customer[:255],
+        "synced_at": timezone.now(),
+    }
+    if info.disputes_known:
+        dispute = info.dispute
+        values.update(
+            dispute_id=dispute.dispute_id[:255] if dispute else "",
+            dispute_state=str(dispute.state) if dispute else "",
+            dispute_status=dispute.provider_status[:32] if dispute else "",
+            dispute_reason=dispute.reason[:64] if dispute else "",
+            dispute_amount_minor=dispute.amount.minor_amount if dispute else None,
+            dispute_opened_at=dispute.opened_at if dispute else None,
+        )
+    return values
 
 
 def payment_count_refund_succeeded(*, refund: RefundRequest) -> None:

@@ -6,7 +6,8 @@ RefundLog row and announces `refund_status_changed` (receivers only schedule wor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.utils import timezone
@@ -24,31 +25,76 @@ from refunds.redaction import redact
 from refunds.signals import refund_status_changed
 
 
-def refund_log_entry(*, refund: RefundRequest, event: str, message: str = "", actor=None, data=None, **kw) -> RefundLog:
-    """A log row not yet saved: refund_transition(logs_before=, logs_after=) writes it in the
-    same INSERT as the transition's own row."""
-    return RefundLog(refund=refund, event=event, message=redact(message)[:1000], actor=actor, data=data or {}, **kw)
+def refund_log_row(*, event: str, message: str = "", actor=None, data=None, **kw) -> RefundLog:
+    """A log row, not saved yet: the message redacted and cut to its column."""
+    return RefundLog(event=event, message=redact(message)[:1000], actor=actor, data=data or {}, **kw)
 
 
 def refund_log_append(*, refund: RefundRequest, event: str, message: str = "", actor=None, data=None, **kw):
-    entry = refund_log_entry(refund=refund, event=event, message=message, actor=actor, data=data, **kw)
-    entry.save()
-    return entry
+    row = refund_log_row(refund=refund, event=event, message=message, actor=actor, data=data, **kw)
+    row.save(force_insert=True)
+    return row
 
 
-def refund_create(*, actor=None, message: str, data: dict | None = None, announce: bool = True, **fields) -> RefundRequest:
+@dataclass(frozen=True)
+class Onward:
+    """A transition a refund makes as it is created (intake's auto-approval): the row is inserted
+    at `to_status` with `fields`, its log holds the creation and then this transition (as
+    refund_transition writes it), and both are announced, in that order. `between(refund)` runs
+    between the two announcements, where the caller would have acted before transitioning (the
+    approval's row)."""
+
+    to_status: str
+    message: str = ""
+    actor: object = None
+    fields: dict = field(default_factory=dict)
+    between: Callable[[RefundRequest], object] | None = None
+
+
+def refund_create(
+    *, actor=None, message: str, data: dict | None = None, announce: bool = True, notes: Sequence[RefundLog] = (),
+    onward: Onward | None = None, **fields,
+) -> RefundRequest:
     """Create a refund row with its first log entry, inside the caller's transaction.
     `announce` sends refund_status_changed ("" → status); refunds recorded from the provider's
-    side (made elsewhere) are not announced."""
+    side (made elsewhere) are not announced. `notes`: log rows (refund_log_row) that follow the
+    first; `onward`: see Onward. All the log rows are one INSERT."""
+    status = fields.setdefault("status", RefundStatus.PENDING_APPROVAL)
+    now = timezone.now()
+    if onward is not None:
+        if onward.to_status not in ALLOWED_TRANSITIONS.get(status, set()):
+            raise errors.InvalidTransition(f"A new refund cannot go from {status} to {onward.to_status}.")
+        fields = {**fields, **_transition_fields(onward.to_status, dict(onward.fields), now), "status": onward.to_status}
     refund = RefundRequest.objects.create(**fields)
-    refund_log_append(
-        refund=refund, event=RefundLog.Event.REQUESTED, to_status=refund.status, actor=actor, message=message, data=data
-    )
+    rows = [refund_log_row(event=RefundLog.Event.REQUESTED, to_status=status, actor=actor, message=message, data=data)]
+    rows += notes
+    if onward is not None:
+        rows.append(refund_log_row(
+            event=RefundLog.Event.STATUS_CHANGED, from_status=status, to_status=onward.to_status, actor=onward.actor,
+            message=onward.message,
+        ))
+    for row in rows:
+        row.refund = refund
+    RefundLog.objects.bulk_create(rows)
     if announce:
+        refund_status_changed.send(sender=RefundRequest, refund=refund, from_status="", to_status=status, actor=actor)
+    if onward is not None:
+        if onward.between is not None:
+            onward.between(refund)
         refund_status_changed.send(
-            sender=RefundRequest, refund=refund, from_status="", to_status=refund.status, actor=actor
+            sender=RefundRequest, refund=refund, from_status=status, to_status=onward.to_status, actor=onward.actor
         )
     return refund
+
+
+def _transition_fields(to_status: str, fields: dict, now) -> dict:
+    """The fields a move to `to_status` clears or stamps, unless the caller gives them."""
+    if to_status in FINAL_STATUSES or to_status == RefundStatus.NEEDS_ATTENTION:
+        fields.setdefault("call_started_at", None)
+    if to_status in FINAL_STATUSES:
+        fields.setdefault("resolved_at", now)
+        fields.setdefault("next_action_at", None)
+    return fields
 
 
 def refund_transition(
@@ -71,7 +117,7 @@ def refund_transition(
     holds open, so it is current and need not be locked and read again, and the change is
     written in that transaction without a savepoint of its own (a refused move raises before
     anything is written). `logs_before`/`logs_after`: the caller's own log rows
-    (refund_log_entry), inserted around the transition's row in one statement."""
+    (refund_log_row), inserted around the transition's row in one statement."""
     if locked is not None and locked.pk == refund_id:
         if not transaction.get_connection().in_atomic_block:
             raise RuntimeError("refund_transition(locked=...) needs the transaction that locked the row")
@@ -97,18 +143,13 @@ def _check(refund: RefundRequest, to_status: str, *, expected_from: set[str] | N
 
 def _apply(refund, to_status, actor, message, data, logs_before, logs_after, fields) -> RefundRequest:
     """Write a checked move of a locked row: the row, the log rows (one INSERT), the signal."""
-    now = timezone.now()
     from_status = refund.status
     refund.status = to_status
-    if to_status in FINAL_STATUSES or to_status == RefundStatus.NEEDS_ATTENTION:
-        fields.setdefault("call_started_at", None)
-    if to_status in FINAL_STATUSES:
-        fields.setdefault("resolved_at", now)
-        fields.setdefault("next_action_at", None)
+    _transition_fields(to_status, fields, timezone.now())
     for name, value in fields.items():
         setattr(refund, name, value)
     refund.save(update_fields=["status", "updated_at", *fields])
-    own = refund_log_entry(
+    own = refund_log_row(
         refund=refund,
         event=RefundLog.Event.STATUS_CHANGED,
         from_status=from_status,

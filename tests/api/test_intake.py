@@ -7,6 +7,7 @@ import pytest
 from approvals.models import Approval
 from refunds.services import execution
 from refunds.models import Payment, RefundLog, RefundRequest, RefundStatus
+from refunds.signals import refund_status_changed
 from refunds.tasks import refund_submit_task
 
 pytestmark = pytest.mark.django_db
@@ -48,6 +49,37 @@ def test_small_refund_is_auto_approved_and_queued_for_execution(
         for callback in callbacks:
             callback()
     publish.assert_called_once_with(args=(refund.pk,), retry=False)
+
+
+def test_an_auto_approved_refund_reads_as_filed_then_approved(api, agent, stripe_sandbox):
+    """Made approved at once (one INSERT), it still tells the story in two steps: the history, the
+    announcements (Slack listens), the approval, and the answer is what a later read shows."""
+    pi = stripe_sandbox.create_payment(10_000)
+    heard = []
+
+    def listener(sender, refund, from_status, to_status, actor, **kw):
+        heard.append((refund.pk, from_status, to_status, actor))
+
+    refund_status_changed.connect(listener, sender=RefundRequest, dispatch_uid="test-intake-listener")
+    try:
+        response = api(agent).post("/api/refunds/", body(pi), format="json")
+    finally:
+        refund_status_changed.disconnect(sender=RefundRequest, dispatch_uid="test-intake-listener")
+
+    assert response.status_code == 201, response.json()
+    refund = RefundRequest.objects.get(merchant_refund_id=f"mr-{pi}")
+    assert heard == [(refund.pk, "", "pending_approval", agent), (refund.pk, "pending_approval", "approved", None)]
+    assert [(log.event, log.from_status, log.to_status, log.actor, log.message, log.data) for log in refund.logs.all()] == [
+        ("requested", "", "pending_approval", agent, f"Requested 25.00 USD on {pi}", {"payment_verified": True}),
+        ("status_changed", "pending_approval", "approved", None, "Auto-approved: at or under the threshold", {}),
+    ]
+    [approval] = refund.approvals.all()
+    assert (approval.decision, approval.approver, approval.comment) == (
+        "auto_approved", None, "At or under the auto-approve threshold of 50.00 USD",
+    )
+    assert refund.approved_at == refund.created_at and refund.next_action_at > refund.approved_at
+    later = api(agent).get(f"/api/refunds/mr-{pi}/")
+    assert response.json() == later.json()
 
 
 def test_refund_above_threshold_waits_for_approval(api, agent, stripe_sandbox):

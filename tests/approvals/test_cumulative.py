@@ -43,6 +43,7 @@ def test_three_small_refunds_on_one_payment_are_not_all_auto_approved(api, agent
     assert Approval.objects.filter(decision=Approval.Decision.AUTO_APPROVED).count() == 1
     second = RefundRequest.objects.get(merchant_refund_id="split-1")
     note = second.logs.get(event=RefundLog.Event.NOTE)
+    assert [(log.event, log.to_status) for log in second.logs.all()] == [("requested", "pending_approval"), ("note", "")]
     assert note.message == (
         "Waits for a finance manager: auto-approved refunds on this payment would reach 80.00 USD, "
         "over the 50.00 USD threshold"

@@ -50,7 +50,7 @@ def month_of_refunds(settings):
         )
         for n, ((_, status, resolved, product, amount, currency), payment) in enumerate(zip(refunds, payments))
     )
-    for n, (created, *_rest) in enumerate(refunds):  # created_at is auto_now_add: set it afterwards
+    for n, (created, *_rest) in enumerate(refunds):  # created_at is stamped when made: set it afterwards
         RefundRequest.objects.filter(merchant_refund_id=f"dash-{n:04d}").update(created_at=created)
     for n in range(900):
         sales.append(Sale(source="import", external_id=f"sale-{n}", product=PRODUCTS[n % len(PRODUCTS)],

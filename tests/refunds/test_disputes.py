@@ -217,6 +217,9 @@ def test_a_finance_manager_overrides_with_a_reason_and_it_is_logged(api, agent, 
     assert refund.dispute_overridden == dispute["id"]
     [note] = refund.logs.filter(data__code="dispute_override")
     assert note.actor == manager and reason in note.message and dispute["id"] in note.message
+    assert [(log.event, log.to_status) for log in refund.logs.all()] == [
+        ("requested", "pending_approval"), ("note", ""), ("status_changed", "approved"),
+    ]
     # The replay is the same refund; the others on the payment are held all the same.
     again = post_refund(api, manager, pi, 2_000, "do-manager", dispute_override_reason=reason)
     assert again.status_code == 200 and again.json()["merchant_refund_id"] == "do-manager"

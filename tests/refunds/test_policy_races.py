@@ -12,6 +12,7 @@ from approvals.services import refund_auto_approve
 from refunds import errors
 from refunds.models import RefundRequest, RefundStatus
 from refunds.money import Money
+from refunds.providers.base import PaymentInfo
 from refunds.services import intake
 from tests import factories
 from tests.markers import needs_row_locks
@@ -83,6 +84,47 @@ def test_parallel_small_refunds_of_one_customer_never_auto_approve_beyond_the_th
 
     assert not [o for o in outcomes if isinstance(o, errors.RefundError)]
     assert RefundRequest.objects.filter(status=RefundStatus.APPROVED).count() == 2
+
+
+@needs_row_locks
+def test_parallel_intakes_for_one_customer_never_auto_approve_beyond_the_threshold(monkeypatch, settings):
+    """Filed at once on different payments of one customer: intake asks the policy before the
+    refund's row exists, under the payment's lock and then the customer's, and inserts it
+    approved or waiting; what the customer got back automatically today stays within the threshold."""
+    settings.REFUND_AUTO_APPROVE_THRESHOLDS = {"USD": 5_000}
+    settings.REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY = True
+    agent = factories.agent(username="agent")
+
+    def looked_up(*, connector_transaction_id, **kwargs):  # Stripe's answer: one customer's payments
+        return PaymentInfo(
+            connector_transaction_id=connector_transaction_id, amount=Money(10_000, "USD"), amount_refunded=0,
+            status="succeeded", customer="cus_race",
+        )
+
+    monkeypatch.setattr(intake, "payment_info_fetch", looked_up)
+    summed = policy._auto_approved_minor
+
+    def slow_sum(*args, **kwargs):
+        value = summed(*args, **kwargs)
+        time.sleep(0.05)
+        return value
+
+    monkeypatch.setattr(policy, "_auto_approved_minor", slow_sum)
+
+    @in_thread
+    def file(i):
+        return intake.refund_request_create(
+            merchant_refund_id=f"customer-{i}", provider="stripe", connector_transaction_id=f"pi_customer_{i}",
+            amount=Money(2_000, "USD"), reason="", metadata={}, product="", requested_by=agent,
+        )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(file, range(8)))
+
+    assert all(isinstance(o, tuple) for o in outcomes), outcomes
+    statuses = sorted(RefundRequest.objects.values_list("status", flat=True))
+    assert statuses == [RefundStatus.APPROVED] * 2 + [RefundStatus.PENDING_APPROVAL] * 6
+    assert Approval.objects.filter(decision=Approval.Decision.AUTO_APPROVED).count() == 2
 
 
 @needs_row_locks

@@ -31,7 +31,7 @@ def utc(*args) -> datetime:
 
 def refund(created_at, status=RefundStatus.SUCCEEDED, resolved_at=None, amount=1_000, currency="USD", **kw):
     row = factories.RefundFactory(status=status, amount_minor=amount, currency=currency, **kw)
-    # created_at is auto_now_add: set the moment afterwards, as the data would have it.
+    # created_at is stamped when the row is made: set the moment afterwards, as the data would have it.
     RefundRequest.objects.filter(pk=row.pk).update(created_at=created_at, resolved_at=resolved_at)
     return row
 
