@@ -8,6 +8,8 @@ function name in `refunds.tasks` (e.g. "refund_submit_task").
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 
 from django.db import transaction
 
@@ -23,14 +25,51 @@ def task_by_name(name: str):
     return app.tasks[f"{TASKS_MODULE}.{name}"]
 
 
+def _publish(task_name: str, args: tuple) -> None:
+    """A broker outage is logged, never raised: the database says what is due and the
+    dispatcher re-enqueues it."""
+    try:
+        task_by_name(task_name).apply_async(args=args, retry=False)
+    except Exception:  # noqa: BLE001 - any broker failure; the sweeper recovers
+        logger.warning("could not enqueue %s%r; the dispatcher will pick it up", task_name, args, exc_info=True)
+
+
 def enqueue_on_commit(task_name: str, *args) -> None:
-    """Publish after commit; a broker outage is logged, never raised: the database says what is
-    due and the dispatcher re-enqueues it."""
+    """Publish after commit (see _publish for a broker outage)."""
+    transaction.on_commit(lambda: _publish(task_name, args), robust=True)
 
-    def publish():
-        try:
-            task_by_name(task_name).apply_async(args=args, retry=False)
-        except Exception:  # noqa: BLE001 - any broker failure; the sweeper recovers
-            logger.warning("could not enqueue %s%r; the dispatcher will pick it up", task_name, args, exc_info=True)
 
-    transaction.on_commit(publish, robust=True)
+class _Gathered:
+    """The items one transaction gave for one (task, key), published as one message by the
+    first of their on-commit callbacks to run (each item registers one, so Django's own rules
+    decide what survives: a rolled-back savepoint discards its callbacks, a rolled-back
+    transaction all of them). Only those callbacks hold it: once its transaction is over it is
+    gone from `_open`, and the next transaction gathers anew."""
+
+    def __init__(self, task_name: str, key):
+        self.task_name, self.key = task_name, key
+        self.items: list = []
+        self.published = False
+
+    def publish(self) -> None:
+        if not self.published:
+            self.published = True
+            _publish(self.task_name, (self.key, self.items))
+
+
+_open = threading.local()  # per thread, as Django's connections (and their on-commit lists) are
+
+
+def enqueue_gathered_on_commit(task_name: str, key, item) -> None:
+    """Publish `task_name(key, [item, ...])` once after commit, with every item given for `key`
+    in this transaction, in order. An item given inside a savepoint that is rolled back can still
+    be in the list (another item's callback publishes it): the task must check each item against
+    the database, e.g. by loading the rows the items name."""
+    gathering = getattr(_open, "gathering", None)
+    if gathering is None:
+        gathering = _open.gathering = weakref.WeakValueDictionary()
+    gathered = gathering.get((task_name, key))
+    if gathered is None or gathered.published:
+        gathered = gathering[(task_name, key)] = _Gathered(task_name, key)
+    gathered.items.append(item)
+    transaction.on_commit(gathered.publish, robust=True)

@@ -3,7 +3,7 @@ from django.dispatch import receiver
 
 from approvals.models import Approval
 from refunds.models import RefundStatus
-from refunds.publish import enqueue_on_commit
+from refunds.publish import enqueue_gathered_on_commit, enqueue_on_commit
 from refunds.services.notifications import slack_enabled
 from refunds.slack.client import slack_app_enabled
 from refunds.signals import refund_status_changed
@@ -13,10 +13,12 @@ _NOTIFY = frozenset(RefundStatus.values) - {RefundStatus.PROCESSING}
 
 
 @receiver(refund_status_changed, dispatch_uid="refunds.notify_slack_on_status_change")
-def notify_slack_on_status_change(sender, refund, from_status, to_status, actor=None, **kwargs):
+def notify_slack_on_status_change(sender, refund, from_status, to_status, log, actor=None, **kwargs):
+    # One message per refund per transaction (intake's new → pending_approval → approved is one),
+    # published when it commits, so a failure or a final status is never held back behind anything.
     if to_status not in _NOTIFY or not slack_enabled():
         return
-    enqueue_on_commit("refund_notify_slack_task", refund.pk, from_status, to_status, actor.pk if actor else None)
+    enqueue_gathered_on_commit("refund_notify_slack_task", refund.pk, log.pk)
 
 
 @receiver(refund_status_changed, dispatch_uid="refunds.sync_slack_approval_message")

@@ -33,12 +33,12 @@ def refund_create(*, actor=None, message: str, data: dict | None = None, announc
     `announce` sends refund_status_changed ("" → status); refunds recorded from the provider's
     side (made elsewhere) are not announced."""
     refund = RefundRequest.objects.create(**fields)
-    refund_log_append(
+    log = refund_log_append(
         refund=refund, event=RefundLog.Event.REQUESTED, to_status=refund.status, actor=actor, message=message, data=data
     )
     if announce:
         refund_status_changed.send(
-            sender=RefundRequest, refund=refund, from_status="", to_status=refund.status, actor=actor
+            sender=RefundRequest, refund=refund, from_status="", to_status=refund.status, actor=actor, log=log
         )
     return refund
 
@@ -82,7 +82,7 @@ def refund_transition(
         for name, value in fields.items():
             setattr(refund, name, value)
         refund.save(update_fields=["status", "updated_at", *fields])
-        refund_log_append(
+        log = refund_log_append(
             refund=refund,
             event=RefundLog.Event.STATUS_CHANGED,
             from_status=from_status,
@@ -92,7 +92,7 @@ def refund_transition(
             data=data,
         )
         refund_status_changed.send(
-            sender=RefundRequest, refund=refund, from_status=from_status, to_status=to_status, actor=actor
+            sender=RefundRequest, refund=refund, from_status=from_status, to_status=to_status, actor=actor, log=log
         )
     return refund
 
