@@ -64,6 +64,9 @@ def main() -> None:
     parser.add_argument("--refunds", type=int, default=50)
     parser.add_argument("--amount", type=int, default=2500, help="minor units (2500: auto-approved)")
     parser.add_argument("--slack", action="store_true", help="publish the Slack notification tasks too")
+    parser.add_argument("--slack-app", action="store_true",
+                        help="the Slack app on too (its approval-message sync tasks; an auto-approved refund never "
+                        "waited, so they only read, and nothing is sent to Slack's API)")
     parser.add_argument("--samples", action="store_true", help="print the first refund's statements")
     parser.add_argument("--fresh-clients", action="store_true",
                         help="build the Stripe adapter (and its HTTP session) per call, as before adapters were reused")
@@ -73,6 +76,9 @@ def main() -> None:
     stop_on_signals()
     with slack_endpoint(args.slack) as slack:
         extra = {"SLACK_WEBHOOK_URL": slack.url} if args.slack else {}
+        if args.slack_app:
+            extra.update(SLACK_BOT_TOKEN="xoxb-bench", SLACK_SIGNING_SECRET="bench", SLACK_APPROVALS_CHANNEL="C0BENCH",
+                         SLACK_API_BASE="http://127.0.0.1:9/api/")  # nothing listens: a call would fail the run
         with app_stack("sql_per_refund", database=args.database, redis_db=args.redis_db, **extra) as stack:
             report = measure(stack, args)
         report["slack_posts"] = len(slack.texts)
@@ -177,6 +183,7 @@ class Run:
             "refunds": n,
             "amount_minor": args.amount,
             "slack": args.slack,
+            "slack_app": args.slack_app,
             "fresh_clients": args.fresh_clients,
             "final_statuses": dict(self.statuses),
             "sql_statements_per_refund": {phase: round(counter.statements[phase] / n, 2) for phase in phases},

@@ -46,18 +46,30 @@ class _Gathered:
     transaction all of them). Only those callbacks hold it: once its transaction is over it is
     gone from `_open`, and the next transaction gathers anew."""
 
-    def __init__(self, task_name: str, key):
+    def __init__(self, task_name: str, key, *, with_items: bool):
         self.task_name, self.key = task_name, key
-        self.items: list = []
+        self.items: list | None = [] if with_items else None
         self.published = False
 
     def publish(self) -> None:
         if not self.published:
             self.published = True
-            _publish(self.task_name, (self.key, self.items))
+            _publish(self.task_name, (self.key,) if self.items is None else (self.key, self.items))
 
 
 _open = threading.local()  # per thread, as Django's connections (and their on-commit lists) are
+
+
+def _gathered(task_name: str, key, *, with_items: bool) -> _Gathered:
+    """This transaction's _Gathered for (task, key), registering one more on-commit callback."""
+    gathering = getattr(_open, "gathering", None)
+    if gathering is None:
+        gathering = _open.gathering = weakref.WeakValueDictionary()
+    gathered = gathering.get((task_name, key))
+    if gathered is None or gathered.published:
+        gathered = gathering[(task_name, key)] = _Gathered(task_name, key, with_items=with_items)
+    transaction.on_commit(gathered.publish, robust=True)
+    return gathered
 
 
 def enqueue_gathered_on_commit(task_name: str, key, item) -> None:
@@ -65,11 +77,10 @@ def enqueue_gathered_on_commit(task_name: str, key, item) -> None:
     in this transaction, in order. An item given inside a savepoint that is rolled back can still
     be in the list (another item's callback publishes it): the task must check each item against
     the database, e.g. by loading the rows the items name."""
-    gathering = getattr(_open, "gathering", None)
-    if gathering is None:
-        gathering = _open.gathering = weakref.WeakValueDictionary()
-    gathered = gathering.get((task_name, key))
-    if gathered is None or gathered.published:
-        gathered = gathering[(task_name, key)] = _Gathered(task_name, key)
-    gathered.items.append(item)
-    transaction.on_commit(gathered.publish, robust=True)
+    _gathered(task_name, key, with_items=True).items.append(item)
+
+
+def enqueue_once_on_commit(task_name: str, key) -> None:
+    """Publish `task_name(key)` once after commit, however often this transaction asks: for a
+    task that makes something match what is current (e.g. a Slack message kept true)."""
+    _gathered(task_name, key, with_items=False)
