@@ -11,6 +11,7 @@ import logging
 import threading
 import weakref
 
+from celery import signals
 from django.db import transaction
 
 from refundoffice.celery import app
@@ -52,12 +53,42 @@ class _Gathered:
         self.published = False
 
     def publish(self) -> None:
-        if not self.published:
-            self.published = True
+        if self.published:
+            return
+        self.published = True
+        if self.items is None and _held():
+            _held()[-1][1][(self.task_name, self.key)] = None  # at the task's end, once
+        else:
             _publish(self.task_name, (self.key,) if self.items is None else (self.key, self.items))
 
 
 _open = threading.local()  # per thread, as Django's connections (and their on-commit lists) are
+
+
+def _held() -> list[tuple[str, dict]]:
+    """(task id, {(task name, key): None}) per Celery task running in this thread, innermost last."""
+    if not hasattr(_open, "held"):
+        _open.held = []
+    return _open.held
+
+
+@signals.task_prerun.connect(dispatch_uid="refunds.publish.hold_during_task")
+def _hold_during_task(task_id=None, **kwargs):
+    _held().append((task_id, {}))
+
+
+@signals.task_postrun.connect(dispatch_uid="refunds.publish.release_after_task")
+def _release_after_task(task_id=None, **kwargs):
+    # Sent however the task ended (success, error, retry), before a late ack.
+    held = _held()
+    ids = [held_id for held_id, _ in held]
+    if task_id not in ids:
+        return
+    start = len(ids) - 1 - ids[::-1].index(task_id)
+    release = {pair: None for _, pairs in held[start:] for pair in pairs}
+    del held[start:]
+    for task_name, key in release:
+        _publish(task_name, (key,))
 
 
 def _gathered(task_name: str, key, *, with_items: bool) -> _Gathered:
@@ -82,5 +113,8 @@ def enqueue_gathered_on_commit(task_name: str, key, item) -> None:
 
 def enqueue_once_on_commit(task_name: str, key) -> None:
     """Publish `task_name(key)` once after commit, however often this transaction asks: for a
-    task that makes something match what is current (e.g. a Slack message kept true)."""
+    task that makes something match what is current (e.g. a Slack message kept true). Inside a
+    Celery task, once when that task ends, however many of its transactions asked: what is
+    current then is what the message must show (a worker that dies first leaves it as it was
+    until the next commit that asks)."""
     _gathered(task_name, key, with_items=False)
