@@ -27,8 +27,8 @@ def task_by_name(name: str):
 
 
 def _publish(task_name: str, args: tuple) -> None:
-    """A broker outage is logged, never raised: the database says what is due and the
-    dispatcher re-enqueues it."""
+    """A broker outage is logged, never raised: the database says what work is due and the
+    dispatcher re-enqueues it (a Slack notification lost there is lost, as it always was)."""
     try:
         task_by_name(task_name).apply_async(args=args, retry=False)
     except Exception:  # noqa: BLE001 - any broker failure; the sweeper recovers

@@ -47,12 +47,14 @@ def refund_dispatch_due_task():
     retry_jitter=True,
     max_retries=5,
 )
-def refund_notify_slack_task(refund_id: int, log_ids: list[int] | str, *queued_by_the_release_before: str | int | None):
+def refund_notify_slack_task(refund_id: int, log_ids: list[int] | str, *queued_by_the_release_before):
     """One Slack message for the status changes `log_ids` (RefundLog rows) of one refund."""
     if queued_by_the_release_before:
         # A message queued before this release: (refund_id, from_status, to_status[, actor_id]).
         to_status, actor_id = (*queued_by_the_release_before, None)[:2]
-        notifications.refund_status_notify(refund_id=refund_id, from_status=log_ids, to_status=to_status, actor_id=actor_id)
+        notifications.refund_status_notify(
+            refund_id=refund_id, from_status=log_ids, to_status=to_status, actor_id=actor_id
+        )
         return
     notifications.refund_changes_notify(refund_id=refund_id, log_ids=log_ids)
 
