@@ -66,15 +66,18 @@ _open = threading.local()  # per thread, as Django's connections (and their on-c
 
 
 def _held() -> list[tuple[str, dict]]:
-    """(task id, {(task name, key): None}) per Celery task running in this thread, innermost last."""
+    """(task id, {(task name, key): None}) per holding task running in this thread, innermost last."""
     if not hasattr(_open, "held"):
         _open.held = []
     return _open.held
 
 
 @signals.task_prerun.connect(dispatch_uid="refunds.publish.hold_during_task")
-def _hold_during_task(task_id=None, **kwargs):
-    _held().append((task_id, {}))
+def _hold_during_task(task_id=None, task=None, **kwargs):
+    # Only tasks that say so (`once_at_end=True`): short ones about one refund. A long task (a
+    # batch's filing) would hold every waiting refund's approval message until it ends.
+    if getattr(task, "once_at_end", False):
+        _held().append((task_id, {}))
 
 
 @signals.task_postrun.connect(dispatch_uid="refunds.publish.release_after_task")
@@ -114,7 +117,7 @@ def enqueue_gathered_on_commit(task_name: str, key, item) -> None:
 def enqueue_once_on_commit(task_name: str, key) -> None:
     """Publish `task_name(key)` once after commit, however often this transaction asks: for a
     task that makes something match what is current (e.g. a Slack message kept true). Inside a
-    Celery task, once when that task ends, however many of its transactions asked: what is
-    current then is what the message must show (a worker that dies first leaves it as it was
-    until the next commit that asks)."""
+    Celery task declared with `once_at_end=True`, once when that task ends, however many of its
+    transactions asked: what is current then is what the message must show (a worker that dies
+    first leaves it as it was until the next commit that asks)."""
     _gathered(task_name, key, with_items=False)

@@ -17,7 +17,9 @@ from refunds.slack.client import SLACK_ERRORS
 logger = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, acks_late=True, max_retries=None)
+# once_at_end: what refunds.publish.enqueue_once_on_commit is asked for (the Slack app's message
+# sync) goes out once when the task ends: its processing and final status are one sync.
+@shared_task(bind=True, acks_late=True, max_retries=None, once_at_end=True)
 def refund_submit_task(self, refund_id: int):
     try:
         execution.refund_submit(refund_id=refund_id)
@@ -29,7 +31,7 @@ def refund_submit_task(self, refund_id: int):
         raise self.retry(exc=error, countdown=error.retry_in)
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, once_at_end=True)
 def refund_sync_status_task(refund_id: int):
     execution.refund_sync_status(refund_id=refund_id)
 

@@ -1,6 +1,9 @@
 """Slack messages about refunds (incoming webhook, Block Kit). Best effort by design: a slow or
 absent Slack never holds up a refund; the notification task retries a few times, then gives up.
-One message per refund per transaction: the status changes it made, read back from the log."""
+One message per refund per transaction: the status changes it made, read back from the log,
+published right after that commit (never held for a later one, so a failure or needs-attention
+alert goes out at once). What can still lose one, as before: the process dying between the
+commit and the publish, or the broker refusing it (logged); the refund's log is the record."""
 
 import logging
 from collections.abc import Sequence
