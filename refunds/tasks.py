@@ -17,7 +17,9 @@ from refunds.slack.client import SLACK_ERRORS
 logger = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, acks_late=True, max_retries=None)
+# once_at_end: what refunds.publish.enqueue_once_on_commit is asked for (the Slack app's message
+# sync) goes out once when the task ends: its processing and final status are one sync.
+@shared_task(bind=True, acks_late=True, max_retries=None, once_at_end=True)
 def refund_submit_task(self, refund_id: int):
     try:
         execution.refund_submit(refund_id=refund_id)
@@ -29,7 +31,7 @@ def refund_submit_task(self, refund_id: int):
         raise self.retry(exc=error, countdown=error.retry_in)
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, once_at_end=True)
 def refund_sync_status_task(refund_id: int):
     execution.refund_sync_status(refund_id=refund_id)
 
@@ -47,10 +49,16 @@ def refund_dispatch_due_task():
     retry_jitter=True,
     max_retries=5,
 )
-def refund_notify_slack_task(refund_id: int, from_status: str, to_status: str, actor_id: int | None = None):
-    notifications.refund_status_notify(
-        refund_id=refund_id, from_status=from_status, to_status=to_status, actor_id=actor_id
-    )
+def refund_notify_slack_task(refund_id: int, log_ids: list[int] | str, *queued_by_the_release_before):
+    """One Slack message for the status changes `log_ids` (RefundLog rows) of one refund."""
+    if queued_by_the_release_before:
+        # A message queued before this release: (refund_id, from_status, to_status[, actor_id]).
+        to_status, actor_id = (*queued_by_the_release_before, None)[:2]
+        notifications.refund_status_notify(
+            refund_id=refund_id, from_status=log_ids, to_status=to_status, actor_id=actor_id
+        )
+        return
+    notifications.refund_changes_notify(refund_id=refund_id, log_ids=log_ids)
 
 
 @shared_task(acks_late=True)

@@ -1,14 +1,19 @@
 """Slack messages about refunds (incoming webhook, Block Kit). Best effort by design: a slow or
-absent Slack never holds up a refund; the notification task retries a few times, then gives up."""
+absent Slack never holds up a refund; the notification task retries a few times, then gives up.
+One message per refund per transaction: the status changes it made, read back from the log,
+published right after that commit (never held for a later one, so a failure or needs-attention
+alert goes out at once). What can still lose one, as before: the process dying between the
+commit and the publish, or the broker refusing it (logged); the refund's log is the record."""
 
 import logging
+from collections.abc import Sequence
 
 import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from refunds.models import RefundRequest, RefundStatus
+from refunds.models import RefundLog, RefundRequest, RefundStatus
 
 logger = logging.getLogger(__name__)
 
@@ -37,24 +42,53 @@ def _person(user) -> str:
     return slack_escape(user.get_full_name() or user.get_username())
 
 
-def refund_status_message(*, refund: RefundRequest, from_status: str, to_status: str, actor=None) -> dict:
-    """A readable Block Kit message: who, what, how much, and a link to the refund."""
-    headline = _HEADLINES.get(to_status, f"Refund {to_status}")
+# What a person must not miss: an alert passed on the way to another status keeps its own line.
+ALERT_STATUSES = frozenset({RefundStatus.NEEDS_ATTENTION, RefundStatus.FAILED})
+
+
+def _trail(changes: Sequence[RefundLog]) -> str:
+    """`new → pending_approval → approved`; a gap (a quiet change in between) starts a new part."""
+    parts: list[list[str]] = []
+    for change in changes:
+        if parts and parts[-1][-1] == change.from_status:
+            parts[-1].append(change.to_status)
+        else:
+            parts.append([change.from_status or "new", change.to_status])
+    return ", ".join(" → ".join(part) for part in parts)
+
+
+def _by(refund: RefundRequest, changes: Sequence[RefundLog]) -> list[str]:
+    acted = [c for c in changes if c.actor is not None and c.actor.pk != refund.requested_by_id]
+    if not acted:
+        return []
+    if len(changes) == 1:
+        return [f"By {_person(acted[0].actor)}"]
+    return ["By " + ", ".join(f"{_person(c.actor)} ({c.to_status})" for c in acted)]
+
+
+def refund_changes_message(*, refund: RefundRequest, changes: Sequence[RefundLog]) -> dict:
+    """A readable Block Kit message: who, what, how much, and a link to the refund. Changes made
+    together (one transaction's, in order) read as one: the headline says where the refund is
+    now, the trail shows the way; an alert on the way (needs attention, failed) comes first."""
+    last = changes[-1]
+    headline = _HEADLINES.get(last.to_status, f"Refund {last.to_status}")
     link = settings.SITE_URL + reverse("admin:refunds_refundrequest_change", args=[refund.pk])
     esc = slack_escape
-    lines = [
+    passed = [c for c in changes[:-1] if c.to_status in ALERT_STATUSES]
+    lines = [f"{_HEADLINES[c.to_status]} on the way: {esc(c.message[:200])}" for c in passed]
+    lines += [
         f"*{refund.amount_display}* on `{esc(refund.connector_transaction_id)}` ({esc(refund.provider)})",
         f"Requested by {_person(refund.requested_by)}" + (f" · {esc(refund.product)}" if refund.product else ""),
     ]
     if refund.reason:
         lines.append(f"Reason: {esc(refund.reason[:200])}")
-    if actor is not None and actor.pk != refund.requested_by_id:
-        lines.append(f"By {_person(actor)}")
+    lines += _by(refund, changes)
     if refund.error_code:
         lines.append(f"Error `{esc(refund.error_code)}`: {esc(refund.error_message[:200])}")
-    transition = f"{from_status or 'new'} → {to_status}"
+    transition = _trail(changes)
     merchant_refund_id = esc(refund.merchant_refund_id)
     text = f"{headline}: {merchant_refund_id} {refund.amount_display} ({transition})"
+    text += "".join(f" · {_HEADLINES[c.to_status]} on the way" for c in passed)
     return {
         "text": text,
         "blocks": [
@@ -83,11 +117,31 @@ def slack_post(payload: dict) -> None:
     response.raise_for_status()
 
 
+_CHANGES = (RefundLog.Event.REQUESTED, RefundLog.Event.STATUS_CHANGED)
+
+
+def refund_changes_notify(*, refund_id: int, log_ids: list[int]) -> None:
+    """Post one message for the refund's status changes recorded as `log_ids`."""
+    if not slack_enabled():
+        return
+    refund = RefundRequest.objects.select_related("requested_by").filter(pk=refund_id).first()
+    if refund is None:
+        return
+    # Only changes that were committed: a savepoint rolled back took its log rows with it.
+    changes = list(
+        refund.logs.filter(pk__in=log_ids, event__in=_CHANGES).select_related("actor").order_by("pk")
+    )
+    if changes:
+        slack_post(refund_changes_message(refund=refund, changes=changes))
+
+
 def refund_status_notify(*, refund_id: int, from_status: str, to_status: str, actor_id: int | None) -> None:
+    """A message queued before changes were gathered (by the release before): one change."""
     if not slack_enabled():
         return
     refund = RefundRequest.objects.select_related("requested_by").filter(pk=refund_id).first()
     if refund is None:
         return
     actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
-    slack_post(refund_status_message(refund=refund, from_status=from_status, to_status=to_status, actor=actor))
+    change = RefundLog(refund=refund, from_status=from_status, to_status=to_status, actor=actor)
+    slack_post(refund_changes_message(refund=refund, changes=[change]))

@@ -77,12 +77,15 @@ def refund_create(
         row.refund = refund
     RefundLog.objects.bulk_create(rows)
     if announce:
-        refund_status_changed.send(sender=RefundRequest, refund=refund, from_status="", to_status=status, actor=actor)
+        refund_status_changed.send(
+            sender=RefundRequest, refund=refund, from_status="", to_status=status, actor=actor, log=rows[0]
+        )
     if onward is not None:
         if onward.between is not None:
             onward.between(refund)
         refund_status_changed.send(
-            sender=RefundRequest, refund=refund, from_status=status, to_status=onward.to_status, actor=onward.actor
+            sender=RefundRequest, refund=refund, from_status=status, to_status=onward.to_status, actor=onward.actor,
+            log=rows[-1],
         )
     return refund
 
@@ -160,7 +163,7 @@ def _apply(refund, to_status, actor, message, data, logs_before, logs_after, fie
     )
     RefundLog.objects.bulk_create([*logs_before, own, *logs_after])
     refund_status_changed.send(
-        sender=RefundRequest, refund=refund, from_status=from_status, to_status=to_status, actor=actor
+        sender=RefundRequest, refund=refund, from_status=from_status, to_status=to_status, actor=actor, log=own
     )
     return refund
 

@@ -30,7 +30,13 @@ def test_auto_approved_refund_succeeds_through_the_worker(live_worker, api, agen
     assert (at_stripe.id, at_stripe.amount, at_stripe.status) == (refund.connector_refund_id, 1500, "succeeded")
     detail = api(agent).get("/api/refunds/int-auto/").json()
     assert detail["status"] == "succeeded" and detail["connector_refund_id"] == at_stripe.id
+    # Two messages for the channel: intake's (filed and approved at once), then the worker's.
     slack.wait_for(lambda m: "Refund succeeded" in m["text"] and "int-auto" in m["text"])
+    slack.wait_for(lambda m: "Refund approved" in m["text"] and "int-auto" in m["text"])
+    assert sorted(m["text"] for m in slack.messages if "int-auto" in m["text"]) == [
+        ":moneybag: Refund succeeded: int-auto 15.00 USD (processing → succeeded)",
+        ":white_check_mark: Refund approved: int-auto 15.00 USD (new → pending_approval → approved)",
+    ]
 
 
 def test_approved_pending_refund_is_polled_to_final(live_worker, api, agent, manager, stripe_sandbox, slack):

@@ -5,9 +5,9 @@ import datetime
 
 import pytest
 
-from refunds.models import RefundStatus, Sale
+from refunds.models import RefundLog, RefundStatus, Sale
 from refunds.reports import morning as morning_summary
-from refunds.services.notifications import refund_status_notify, slack_escape
+from refunds.services.notifications import refund_changes_notify, slack_escape
 from tests.factories import PaymentFactory, RefundFactory
 
 pytestmark = pytest.mark.django_db
@@ -44,7 +44,11 @@ def test_a_refund_message_carries_hostile_text_inert(slack, settings, agent, man
         error_message="declined <https://evil.example|retry here>",
     )
 
-    refund_status_notify(refund_id=refund.pk, from_status="processing", to_status="failed", actor_id=manager.pk)
+    failed = RefundLog.objects.create(
+        refund=refund, event=RefundLog.Event.STATUS_CHANGED, from_status="processing", to_status="failed", actor=manager
+    )
+
+    refund_changes_notify(refund_id=refund.pk, log_ids=[failed.pk])
 
     [message] = slack.messages
     text = posted_text(message)

@@ -8,10 +8,12 @@ from slack_sdk.errors import SlackApiError
 
 from approvals.models import ApproverLimit
 from refunds.models import RefundRequest, RefundStatus, SlackApprovalMessage
+from refunds.money import Money
 from refunds.roles import FINANCE_MANAGERS
-from refunds.services import slack_approvals
+from refunds.services import intake, slack_approvals
 from refunds.services.transitions import refund_transition
 from refunds.slack import messages
+from refunds.tasks import refund_submit_task
 from tests.slack.conftest import buttons_of, message_of, post, text_of, waiting_refund
 
 pytestmark = pytest.mark.django_db
@@ -51,12 +53,14 @@ def test_filing_and_deciding_enqueue_the_message_sync(slack_app, api, agent, man
                                                   "amount": {"minor_amount": 30_000, "currency": "USD"}}, format="json")
     assert filed.json()["status"] == "pending_approval"
     syncs = [args for name, args in published_tasks if name == "slack_approval_message_sync_task"]
-    assert len(syncs) >= 1
-    refund_id = syncs[0][0]
+    [(refund_id,)] = syncs  # one per refund per transaction: the task shows what is current
     published_tasks.clear()
     with django_capture_on_commit_callbacks(execute=True):
         api(manager).post("/api/refunds/sl-1/approve/", {"comment": "fine"}, format="json")
-    assert ("slack_approval_message_sync_task", (refund_id,)) in published_tasks
+    # The approval row and the status change are one transaction: one sync, not two.
+    assert [t for t in published_tasks if t[0] == "slack_approval_message_sync_task"] == [
+        ("slack_approval_message_sync_task", (refund_id,))
+    ]
 
 
 def test_the_message_follows_decisions_made_in_the_api_to_the_final_status(slack_app, api, manager):
@@ -136,3 +140,28 @@ def test_a_message_deleted_in_slack_is_posted_again_with_the_current_picture(sla
     [message] = slack_app.messages()
     assert "Approved by manager" in text_of(message) and buttons_of(message) == []
     assert message_of(slack_app, refund)["ts"] == message["ts"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_task_asks_for_one_message_sync_when_it_ends(slack_app, slack, agent, stripe_sandbox, published_tasks):
+    """The submit task commits processing, then succeeded: the approval message is brought up to
+    date once, when the task ends, showing where the refund ended; the channel's status message
+    (an event people read in order) is not held back: it is published at its own commit."""
+    pi = stripe_sandbox.create_payment(10_000)
+    refund, _ = intake.refund_request_create(
+        merchant_refund_id="sl-worker", provider="stripe", connector_transaction_id=pi, amount=Money(2000, "USD"),
+        reason="", metadata={}, product="", requested_by=agent,
+    )
+    assert [name for name, _ in published_tasks] == [
+        "refund_notify_slack_task", "slack_approval_message_sync_task", "refund_submit_task",
+    ]
+    published_tasks.clear()
+
+    refund_submit_task.apply(args=(refund.pk,)).get()
+
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.SUCCEEDED
+    assert published_tasks == [
+        ("refund_notify_slack_task", (refund.pk, [refund.logs.get(to_status=RefundStatus.SUCCEEDED).pk])),
+        ("slack_approval_message_sync_task", (refund.pk,)),
+    ]
