@@ -233,6 +233,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 _on_sqlite = DATABASES["default"]["ENGINE"].endswith("sqlite3")
 CELERY_WORKER_POOL = env.str("CELERY_WORKER_POOL", default="prefork" if _on_sqlite else "threads")
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2 if _on_sqlite else 24)
+if CELERY_BROKER_URL.startswith("redis"):
+    # Every thread may ack (acks_late) or publish at once; kombu's Redis pool holds 10 by default,
+    # and a thread finding it full loses its ack until the visibility timeout.
+    CELERY_BROKER_TRANSPORT_OPTIONS["max_connections"] = CELERY_WORKER_CONCURRENCY + 8
 CELERY_TASK_ALWAYS_EAGER = False
 # Celery's Django fixup closes the database connection around every task unless told to reuse
 # it: a new PostgreSQL connection per task was ~15 % of a worker's time (bench/README.md).
