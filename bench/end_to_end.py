@@ -96,7 +96,8 @@ def parse_args():
 def app_worker_settings() -> tuple[str, int]:
     """The worker pool and concurrency the app's settings give on PostgreSQL (what a worker
     started without --pool/--concurrency runs), read by loading the settings in a child."""
-    code = "from django.conf import settings as s; print(s.CELERY_WORKER_POOL, s.CELERY_WORKER_CONCURRENCY)"
+    code = ("import os; from django.conf import settings as s; print(getattr(s, 'CELERY_WORKER_POOL', 'prefork'),"
+            " getattr(s, 'CELERY_WORKER_CONCURRENCY', os.cpu_count()))")  # Celery's defaults in an older tree
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "refundoffice.settings", "REFUNDOFFICE_DEV_DEFAULTS": "1",
            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DATABASE}"}
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
