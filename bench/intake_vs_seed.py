@@ -6,7 +6,7 @@ sandbox and one payment per request for each side; starts our app under gunicorn
 as shipped, `intake.py`'s set-up) and the seed's design (bench/seed_design: Flask under
 gunicorn, sync x --seed-workers, 4 by default: the same worker count; a Slack sink process
 answering 200; SQLite in var/bench/intake_vs_seed/seed.db). Warms both up, then alternates
---rounds pairs (ours first in even pairs, the seed first in odd ones), --requests each,
+--rounds pairs (ours first in pairs 1, 3, ..., the seed first in 2, 4, ...), --requests each,
 from --concurrency client threads with keep-alive sessions, every request on its own payment:
 ours `POST /api/refunds/` (2500 cents, auto-approved, must answer 201), the seed's
 `POST /refund-request` (2500 cents, under its threshold, must answer 200 "auto_approved").
