@@ -134,6 +134,9 @@ def app_env(*, database_url: str, redis_url: str, sandbox, stripe_rate_limit: fl
         STRIPE_RATE_LIMIT_PER_SECOND=str(stripe_rate_limit),
         PYTHONUNBUFFERED="1",
     )
+    # Production settings fail closed without these; a benchmark needs no real ones.
+    env.setdefault("DJANGO_SECRET_KEY", "bench-not-a-secret-0123456789abcdef")
+    env.setdefault("STRIPE_WEBHOOK_SECRET", "whsec_bench")
     env.update({k: str(v) for k, v in extra.items()})  # the caller's word wins
     return env
 
