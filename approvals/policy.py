@@ -23,33 +23,21 @@ def auto_approve_threshold(currency: str) -> int:
 _GAVE_BACK = (RefundStatus.FAILED, RefundStatus.REJECTED, RefundStatus.CANCELED)
 
 
-def _auto_approved_minor(refunds, *, exclude_refund_id: int | None, since=None) -> int:
+def _auto_approved_minor(refunds, *, since=None) -> int:
     approvals = Approval.objects.filter(decision=Approval.Decision.AUTO_APPROVED)
     if since is not None:
         approvals = approvals.filter(created_at__gte=since)
     counted = refunds.filter(pk__in=approvals.values("refund_id")).exclude(status__in=_GAVE_BACK)
-    if exclude_refund_id is not None:
-        counted = counted.exclude(pk=exclude_refund_id)
     return counted.aggregate(total=Sum("amount_minor"))["total"] or 0
 
 
-def auto_approve_refusal(*, refund: RefundRequest, threshold: int | None = None) -> str:
-    """Why `refund` may not be approved at once ("" when it may): auto_approve_refusal_for its
-    amount and payment, itself not counted twice."""
-    return auto_approve_refusal_for(
-        amount=Money(refund.amount_minor, refund.currency), payment=refund.payment, threshold=threshold,
-        exclude_refund_id=refund.pk,
-    )
-
-
-def auto_approve_refusal_for(*, amount: Money, payment, threshold: int | None = None,
-                             exclude_refund_id: int | None = None) -> str:
+def auto_approve_refusal_for(*, amount: Money, payment, threshold: int | None = None) -> str:
     """Why a refund of `amount` on `payment` may not be approved at once ("" when it may): intake
     asks before the refund's row exists. The threshold bounds the sum of auto-approved refunds on
     the payment, this one included; with REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY also those of the
     payment's customer today (business day). The caller holds the payment's row lock (and the
     customer's), so the sums are current. `threshold`: the currency's, when the caller has just
-    read it; `exclude_refund_id`: the refund asked about, when its row exists already."""
+    read it."""
     currency, amount = amount.currency, amount.minor_amount
     if threshold is None:
         threshold = auto_approve_threshold(currency)
@@ -57,15 +45,13 @@ def auto_approve_refusal_for(*, amount: Money, payment, threshold: int | None = 
     if amount > threshold:
         return f"{format_minor(amount, currency)} is {over}"
     mine = RefundRequest.objects.filter(currency=currency)
-    on_payment = amount + _auto_approved_minor(mine.filter(payment_id=payment.pk), exclude_refund_id=exclude_refund_id)
+    on_payment = amount + _auto_approved_minor(mine.filter(payment_id=payment.pk))
     if on_payment > threshold:
         return f"auto-approved refunds on this payment would reach {format_minor(on_payment, currency)}, {over}"
     customer = payment.customer
     if settings.REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY and customer:
         theirs = mine.filter(payment__provider=payment.provider, payment__customer=customer)
-        today = amount + _auto_approved_minor(
-            theirs, exclude_refund_id=exclude_refund_id, since=day_start(business_today())
-        )
+        today = amount + _auto_approved_minor(theirs, since=day_start(business_today()))
         if today > threshold:
             return (
                 f"auto-approved refunds for customer {customer} today would reach {format_minor(today, currency)}, "
@@ -84,9 +70,7 @@ def auto_approves(amount: Money, *, payment=None) -> bool:
         return False
     if payment is None:
         return True
-    already = _auto_approved_minor(
-        RefundRequest.objects.filter(currency=amount.currency, payment=payment), exclude_refund_id=None
-    )
+    already = _auto_approved_minor(RefundRequest.objects.filter(currency=amount.currency, payment=payment))
     return amount.minor_amount + already <= threshold
 
 

@@ -9,7 +9,6 @@ from approvals.models import Approval
 from approvals.policy import (
     UNLIMITED,
     approver_limit,
-    auto_approve_refusal,
     auto_approve_refusal_for,
     auto_approve_threshold,
 )
@@ -50,30 +49,6 @@ def _customer_lock(*, provider: str, customer: str) -> None:
     digest = hashlib.sha256(f"refundoffice:customer:{provider}:{customer}".encode()).digest()
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest[:8], "big", signed=True)])
-
-
-def refund_auto_approve(
-    *, refund: RefundRequest, payment: Payment | None = None, threshold: int | None = None,
-) -> RefundRequest:
-    """Approve `refund` (already filed) at once when the policy allows
-    (approvals.policy.auto_approve_refusal), else leave it waiting for a finance manager with a
-    note saying why. The sums are read under the payment's row lock, so concurrent small refunds
-    on one payment are judged one after another. `payment`: the refund's payment row when the
-    caller already holds its lock in its open transaction; `threshold`: the currency's, when the
-    caller has just read it. Intake decides before the row exists (auto_approval_check)."""
-    if threshold is None:
-        threshold = auto_approve_threshold(refund.currency)
-    with transaction.atomic():
-        if payment is None or payment.pk != refund.payment_id:
-            payment = Payment.objects.select_for_update(of=("self",)).get(pk=refund.payment_id)
-        if settings.REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY:
-            _customer_lock(provider=payment.provider, customer=payment.customer)
-        refusal = auto_approve_refusal(refund=refund, threshold=threshold)
-        if refusal:
-            auto_approval_refused_note(refusal, refund=refund).save(force_insert=True)
-            return refund
-        _auto_approval_record(refund=refund, threshold=threshold)
-        return refund_mark_approved(refund_id=refund.pk, message=AUTO_APPROVED_MESSAGE)
 
 
 def auto_approval_check(*, payment: Payment, amount: Money, threshold: int) -> str:

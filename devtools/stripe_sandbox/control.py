@@ -42,8 +42,10 @@ class Sandbox:
     def create_payment(self, amount: int, currency: str = "usd",
                        behavior: str | None = None,
                        metadata: dict | None = None,
-                       payment_method: str = "pm_card_visa") -> str:
-        """Create a succeeded PaymentIntent (with a charge); return its id."""
+                       payment_method: str = "pm_card_visa",
+                       customer: str | None = None) -> str:
+        """Create a succeeded PaymentIntent (with a charge); return its id. `customer`: the id of
+        a customer (create_customer()) the payment belongs to."""
         metadata = dict(metadata or {})
         if behavior is not None:
             if behavior not in REFUND_BEHAVIORS:
@@ -55,10 +57,16 @@ class Sandbox:
             "amount": amount, "currency": currency,
             "payment_method": payment_method,
             "payment_method_types": ["card"], "confirm": True,
-            "metadata": metadata})
+            "metadata": metadata, **({"customer": customer} if customer else {})})
         if intent.status != "succeeded":
             raise SandboxError(f"{intent.id} is {intent.status}")
         return intent.id
+
+    def create_customer(self, email: str = "customer@example.com") -> str:
+        """Create a customer; return its id (cus_...)."""
+        if self._sdk is None:
+            self._sdk = self.client()
+        return self._sdk.v1.customers.create(params={"email": email}).id
 
     # /_config ---------------------------------------------------------------
 

@@ -5,11 +5,10 @@ refund alone: small refunds cannot add up to a whole payment without a manager."
 import pytest
 
 from approvals.models import Approval
-from approvals.services import refund_auto_approve
+from approvals.services import refund_approve
 from refunds.models import RefundLog, RefundRequest, RefundStatus
 from refunds.services.execution import refund_cancel
 from tests import factories
-from tests.factories import PaymentFactory, RefundFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -32,6 +31,10 @@ def file(api, user, pi, merchant_refund_id, minor_amount):
     )
     assert response.status_code == 201, response.json()
     return response.json()
+
+
+def pk(merchant_refund_id):
+    return RefundRequest.objects.get(merchant_refund_id=merchant_refund_id).pk
 
 
 def test_three_small_refunds_on_one_payment_are_not_all_auto_approved(api, agent, stripe_sandbox):
@@ -66,55 +69,51 @@ def test_refunds_up_to_the_threshold_in_total_are_auto_approved(api, agent, stri
     assert statuses == ["approved", "approved", "pending_approval"]
 
 
-def test_a_canceled_auto_approved_refund_no_longer_counts(agent, manager):
-    payment = PaymentFactory(amount_minor=12_000)
-    first = refund_auto_approve(refund=RefundFactory(payment=payment, requested_by=agent, amount_minor=4_000))
-    assert first.status == RefundStatus.APPROVED
-    refund_cancel(refund_id=first.pk, actor=manager, comment="wrong order")
+def test_a_canceled_auto_approved_refund_no_longer_counts(api, agent, manager, stripe_sandbox):
+    pi = stripe_sandbox.create_payment(12_000)
+    assert file(api, agent, pi, "first", 4_000)["status"] == "approved"
+    refund_cancel(refund_id=pk("first"), actor=manager, comment="wrong order")
 
-    second = refund_auto_approve(refund=RefundFactory(payment=payment, requested_by=agent, amount_minor=4_000))
-
-    assert second.status == RefundStatus.APPROVED
+    assert file(api, agent, pi, "second", 4_000)["status"] == "approved"
 
 
-def test_refunds_a_manager_approved_do_not_use_up_the_auto_approval(agent, manager):
-    payment = PaymentFactory(amount_minor=12_000)
-    RefundFactory(payment=payment, requested_by=agent, amount_minor=8_000, status=RefundStatus.APPROVED)
+def test_refunds_a_manager_approved_do_not_use_up_the_auto_approval(api, agent, manager, stripe_sandbox):
+    pi = stripe_sandbox.create_payment(12_000)
+    assert file(api, agent, pi, "large", 8_000)["status"] == "pending_approval"
+    assert refund_approve(refund_id=pk("large"), approver=manager).status == RefundStatus.APPROVED
 
-    small = refund_auto_approve(refund=RefundFactory(payment=payment, requested_by=agent, amount_minor=4_000))
-
-    assert small.status == RefundStatus.APPROVED
-
-
-def test_per_customer_per_day_is_off_by_default(agent):
-    one, two = PaymentFactory(customer="cus_same"), PaymentFactory(customer="cus_same")
-    first = refund_auto_approve(refund=RefundFactory(payment=one, requested_by=agent, amount_minor=4_000))
-    second = refund_auto_approve(refund=RefundFactory(payment=two, requested_by=agent, amount_minor=4_000))
-    assert (first.status, second.status) == (RefundStatus.APPROVED, RefundStatus.APPROVED)
+    assert file(api, agent, pi, "small", 4_000)["status"] == "approved"
 
 
-def test_per_customer_per_day_bounds_a_customers_payments_together(agent, settings):
+def test_per_customer_per_day_is_off_by_default(api, agent, stripe_sandbox):
+    customer = stripe_sandbox.create_customer()
+    one, two = (stripe_sandbox.create_payment(12_000, customer=customer) for _ in range(2))
+
+    assert [file(api, agent, pi, f"r-{i}", 4_000)["status"] for i, pi in enumerate((one, two))] == [
+        "approved", "approved",
+    ]
+
+
+def test_per_customer_per_day_bounds_a_customers_payments_together(api, agent, settings, stripe_sandbox):
     settings.REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY = True
-    one, two, other = PaymentFactory(customer="cus_same"), PaymentFactory(customer="cus_same"), PaymentFactory(
-        customer="cus_other"
-    )
-    first = refund_auto_approve(refund=RefundFactory(payment=one, requested_by=agent, amount_minor=4_000))
-    second = refund_auto_approve(refund=RefundFactory(payment=two, requested_by=agent, amount_minor=4_000))
-    elsewhere = refund_auto_approve(refund=RefundFactory(payment=other, requested_by=agent, amount_minor=4_000))
+    same, other = stripe_sandbox.create_customer(), stripe_sandbox.create_customer("other@example.com")
+    one, two = (stripe_sandbox.create_payment(12_000, customer=same) for _ in range(2))
+    elsewhere = stripe_sandbox.create_payment(12_000, customer=other)
 
-    assert (first.status, second.status, elsewhere.status) == (
-        RefundStatus.APPROVED, RefundStatus.PENDING_APPROVAL, RefundStatus.APPROVED,
-    )
-    note = second.logs.get(event=RefundLog.Event.NOTE)
+    statuses = [file(api, agent, pi, f"r-{i}", 4_000)["status"] for i, pi in enumerate((one, two, elsewhere))]
+
+    assert statuses == ["approved", "pending_approval", "approved"]
+    note = RefundRequest.objects.get(merchant_refund_id="r-1").logs.get(event=RefundLog.Event.NOTE)
     assert note.message == (
-        "Waits for a finance manager: auto-approved refunds for customer cus_same today would reach "
+        f"Waits for a finance manager: auto-approved refunds for customer {same} today would reach "
         "80.00 USD, over the 50.00 USD threshold"
     )
 
 
-def test_per_customer_per_day_ignores_payments_without_a_customer(agent, settings):
+def test_per_customer_per_day_ignores_payments_without_a_customer(api, agent, settings, stripe_sandbox):
     settings.REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY = True
-    one, two = PaymentFactory(customer=""), PaymentFactory(customer="")
-    first = refund_auto_approve(refund=RefundFactory(payment=one, requested_by=agent, amount_minor=4_000))
-    second = refund_auto_approve(refund=RefundFactory(payment=two, requested_by=agent, amount_minor=4_000))
-    assert (first.status, second.status) == (RefundStatus.APPROVED, RefundStatus.APPROVED)
+    one, two = (stripe_sandbox.create_payment(12_000) for _ in range(2))
+
+    assert [file(api, agent, pi, f"r-{i}", 4_000)["status"] for i, pi in enumerate((one, two))] == [
+        "approved", "approved",
+    ]

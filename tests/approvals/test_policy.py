@@ -6,7 +6,7 @@ from django.contrib.auth.models import Group
 
 from approvals.models import Approval, ApproverLimit, AutoApproveThreshold
 from approvals.policy import approver_limit, auto_approve_threshold
-from approvals.services import refund_approve, refund_auto_approve, refund_reject
+from approvals.services import refund_approve, refund_reject
 from refunds import errors
 from refunds.models import RefundStatus
 from refunds.roles import FINANCE_MANAGERS
@@ -106,19 +106,22 @@ def test_any_manager_may_reject_whatever_the_amount(manager, agent):
     assert refund_reject(refund_id=refund.pk, approver=manager, comment="not ours").status == RefundStatus.REJECTED
 
 
-def test_auto_approval_names_the_currency_threshold_it_used(agent, settings):
+def test_auto_approval_names_the_currency_threshold_it_used(api, agent, settings, stripe_sandbox):
     settings.REFUND_AUTO_APPROVE_THRESHOLDS = {"EUR": 7000}
     settings.REFUND_AUTO_APPROVE_DEFAULT = 100
-    refund = RefundFactory(requested_by=agent, amount_minor=6000, currency="EUR")
+    pi = stripe_sandbox.create_payment(10_000, currency="eur")
 
-    result = refund_auto_approve(refund=refund)
+    response = api(agent).post("/api/refunds/", {
+        "merchant_refund_id": "eur-1", "connector_transaction_id": pi,
+        "amount": {"minor_amount": 6000, "currency": "EUR"}, "reason": "Arrived broken",
+    }, format="json")
 
-    assert result.status == RefundStatus.APPROVED
+    assert (response.status_code, response.json()["status"]) == (201, "approved")
     approval = Approval.objects.get()
     assert (approval.decision, approval.approver) == (Approval.Decision.AUTO_APPROVED, None)
     assert approval.comment == "At or under the auto-approve threshold of 70.00 EUR"
-    log = refund.logs.get()
-    assert (log.to_status, log.actor, log.message) == ("approved", None, "Auto-approved: at or under the threshold")
+    log = approval.refund.logs.get(to_status="approved")
+    assert (log.actor, log.message) == (None, "Auto-approved: at or under the threshold")
 
 
 def test_the_log_says_who_approved_and_why(manager, agent):

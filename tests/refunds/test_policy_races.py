@@ -8,7 +8,6 @@ import pytest
 
 from approvals import policy
 from approvals.models import Approval
-from approvals.services import refund_auto_approve
 from refunds import errors
 from refunds.models import RefundRequest, RefundStatus
 from refunds.money import Money
@@ -52,38 +51,6 @@ def test_parallel_small_refunds_never_auto_approve_beyond_the_threshold(stripe_s
     statuses = sorted(RefundRequest.objects.values_list("status", flat=True))
     assert statuses == [RefundStatus.APPROVED] * 2 + [RefundStatus.PENDING_APPROVAL] * 6
     assert Approval.objects.filter(decision=Approval.Decision.AUTO_APPROVED).count() == 2
-
-
-@needs_row_locks
-def test_parallel_small_refunds_of_one_customer_never_auto_approve_beyond_the_threshold(monkeypatch, settings):
-    """Different payments of one customer: their row locks differ, the customer's lock holds."""
-    settings.REFUND_AUTO_APPROVE_THRESHOLDS = {"USD": 5_000}
-    settings.REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY = True
-    agent = factories.agent(username="agent")
-    refunds = [
-        factories.RefundFactory(
-            payment=factories.PaymentFactory(customer="cus_race"), requested_by=agent, amount_minor=2_000
-        )
-        for _ in range(8)
-    ]
-    summed = policy._auto_approved_minor
-
-    def slow_sum(*args, **kwargs):
-        value = summed(*args, **kwargs)
-        time.sleep(0.05)
-        return value
-
-    monkeypatch.setattr(policy, "_auto_approved_minor", slow_sum)
-
-    @in_thread
-    def approve(refund):
-        return refund_auto_approve(refund=refund)
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        outcomes = list(pool.map(approve, refunds))
-
-    assert not [o for o in outcomes if isinstance(o, errors.RefundError)]
-    assert RefundRequest.objects.filter(status=RefundStatus.APPROVED).count() == 2
 
 
 @needs_row_locks
