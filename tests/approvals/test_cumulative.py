@@ -51,6 +51,7 @@ def test_three_small_refunds_on_one_payment_are_not_all_auto_approved(api, agent
         "Waits for a finance manager: auto-approved refunds on this payment would reach 80.00 USD, "
         "over the 50.00 USD threshold"
     )
+    assert (note.actor, note.data) == (None, {"auto_approve": "refused"})
 
 
 def test_another_agent_cannot_add_to_what_was_auto_approved_on_the_payment(api, agent, stripe_sandbox):

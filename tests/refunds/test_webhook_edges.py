@@ -8,10 +8,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from refunds.models import RefundOrigin, RefundRequest, RefundStatus, WebhookEvent
+from refunds.models import Payment, RefundOrigin, RefundRequest, RefundStatus, WebhookEvent
 from refunds.money import Money
+from refunds.providers.base import ProviderRefundStatus, RefundResult
+from refunds.providers.stripe import StripeProvider
 from refunds.services import execution, intake
-from refunds.services.webhooks import webhook_event_process
+from refunds.services.webhooks import payment_refunds_reconcile, webhook_event_process
 from tests.refunds.test_webhooks import SECRET, URL, sandbox_events, sign
 
 pytestmark = pytest.mark.django_db
@@ -191,3 +193,27 @@ def test_a_lost_answer_is_matched_to_its_own_refund_and_the_others_are_left_alon
     assert later.connector_refund_id == answered != lost.id
     assert later.logs.count() == logged_before  # unchanged at Stripe: nothing recorded again
     assert not RefundRequest.objects.filter(origin=RefundOrigin.EXTERNAL).exists()
+
+
+def test_a_refund_made_elsewhere_with_over_long_fields_is_cut_to_its_columns(agent, stripe_sandbox, monkeypatch):
+    """A connector may name a refund and its failure at any length; the record keeps what fits
+    its columns (SQLite keeps longer strings, PostgreSQL refuses them and nothing is recorded)."""
+    pi = ours_on(agent, stripe_sandbox)
+    long_id, code, message = "re_" + "7" * 97, "c" * 70, "m" * 600
+    listed = StripeProvider.list_refunds
+
+    def with_one_more(self, *, connector_transaction_id):
+        return [*listed(self, connector_transaction_id=connector_transaction_id), RefundResult(
+            connector_refund_id=long_id, status=ProviderRefundStatus.FAILED, amount=Money(1500, "USD"),
+            failure_code=code, failure_message=message,
+        )]
+
+    monkeypatch.setattr(StripeProvider, "list_refunds", with_one_more)
+
+    payment_refunds_reconcile(payment_id=Payment.objects.get(connector_transaction_id=pi).pk)
+
+    external = RefundRequest.objects.get(connector_refund_id=long_id)
+    assert (external.merchant_refund_id, external.idempotency_key) == (f"ext-{long_id}"[:64], f"external-{long_id}"[:80])
+    assert (len(external.merchant_refund_id), len(external.idempotency_key)) == (64, 80)
+    assert (external.error_code, external.error_message) == (code[:64], message[:500])
+    assert (external.status, external.request_fingerprint) == (RefundStatus.FAILED, "")
