@@ -12,11 +12,12 @@ from django.utils import timezone
 
 from refunds import errors
 from refunds.models import RefundRequest, RefundStatus
-from refunds.providers.base import TransientProviderError
+from refunds.money import Money
+from refunds.providers.base import ProviderRefundStatus, RefundResult, TransientProviderError
 from refunds.providers.stripe import StripeProvider
 from refunds.ratelimit import provider_slot_acquire
 from refunds.services import execution
-from tests.factories import RefundFactory
+from tests.factories import PaymentFactory, RefundFactory
 from tests.refunds.test_execution_edges import approved  # noqa: F401 - a fixture
 from tests.refunds.test_robokassa_refunds import file_1000_rub
 
@@ -214,3 +215,40 @@ def test_an_approved_refund_flagged_before_its_first_call_goes_to_the_worker_on_
     refund.refresh_from_db()
     assert refund.status == RefundStatus.APPROVED  # approved once already: not back to the approvers
     assert retried_log(refund, manager).message == "Retried by a person: Stripe is back"
+
+
+def test_a_refund_still_pending_at_robokassa_is_polled_at_robokassas_pace(
+    api, agent, robokassa_sandbox, robokassa_sandbox_clean, settings
+):
+    """Robokassa refunds take minutes: its first poll waits REFUND_POLL_FIRST_DELAY_BY_PROVIDER's
+    30 s, not the 5 s every other provider gets, and so does every poll after a pending answer."""
+    settings.REFUND_POLL_FIRST_DELAY_BY_PROVIDER = {"robokassa": 30}
+    settings.REFUND_POLL_FIRST_DELAY = 5
+    _, refund = file_1000_rub(api, agent, robokassa_sandbox)
+
+    execution.refund_submit(refund_id=refund.pk)
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.PROCESSING
+    assert timedelta(seconds=25) < refund.next_action_at - timezone.now() <= timedelta(seconds=30)
+
+    execution.refund_sync_status(refund_id=refund.pk)  # still pending at Robokassa
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.PROCESSING
+    first = 30 * 2 ** refund.poll_count
+    assert timedelta(seconds=first - 5) < refund.next_action_at - timezone.now() <= timedelta(seconds=first)
+
+
+def test_a_robokassa_refund_found_pending_after_a_person_was_asked_is_polled_at_robokassas_pace(settings):
+    """Flagged (its answer was lost), then found pending at Robokassa (a lookup, an event): it is
+    processing again, and its first poll waits Robokassa's 30 s."""
+    settings.REFUND_POLL_FIRST_DELAY_BY_PROVIDER = {"robokassa": 30}
+    settings.REFUND_POLL_FIRST_DELAY = 5
+    refund = flagged("unknown_outcome", payment=PaymentFactory(provider="robokassa", currency="RUB"), currency="RUB")
+
+    execution.refund_record_provider_result(refund_id=refund.pk, result=RefundResult(
+        connector_refund_id="7f0c7f6e-request", status=ProviderRefundStatus.PENDING, amount=Money(1000, "RUB"),
+    ))
+
+    refund.refresh_from_db()
+    assert (refund.status, refund.poll_count) == (RefundStatus.PROCESSING, 0)
+    assert timedelta(seconds=25) < refund.next_action_at - timezone.now() <= timedelta(seconds=30)
