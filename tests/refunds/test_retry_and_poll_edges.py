@@ -2,7 +2,8 @@
 untested: what a retry says and resets depends on this refund alone; only a refund waiting for a
 person can be retried; one flagged before approval goes back to the approvers with the person's
 words; a failed call reschedules its own refund only, and says when it never reached the create;
-a poll waits for its provider's rate and hands a refund of a switched-off provider to a person."""
+a poll waits for its provider's rate and hands a refund of a switched-off provider to a person;
+a provider's long failure reasons are cut to their columns; a payment is its provider's own."""
 
 from datetime import timedelta
 
@@ -11,12 +12,13 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from refunds import errors
-from refunds.models import RefundRequest, RefundStatus
+from refunds.models import PaymentAlias, RefundRequest, RefundStatus
 from refunds.money import Money
 from refunds.providers.base import ProviderRefundStatus, RefundResult, TransientProviderError
 from refunds.providers.stripe import StripeProvider
 from refunds.ratelimit import provider_slot_acquire
 from refunds.services import execution
+from refunds.services.payments import payment_find
 from tests.factories import PaymentFactory, RefundFactory
 from tests.refunds.test_execution_edges import approved  # noqa: F401 - a fixture
 from tests.refunds.test_robokassa_refunds import file_1000_rub
@@ -252,3 +254,31 @@ def test_a_robokassa_refund_found_pending_after_a_person_was_asked_is_polled_at_
     refund.refresh_from_db()
     assert (refund.status, refund.poll_count) == (RefundStatus.PROCESSING, 0)
     assert timedelta(seconds=25) < refund.next_action_at - timezone.now() <= timedelta(seconds=30)
+
+
+def test_a_refund_that_failed_at_the_provider_with_long_reasons_keeps_what_fits_its_columns():
+    """A connector's failure code and message longer than the columns are cut, not a database
+    error on PostgreSQL (SQLite would keep them whole, so the lengths are checked here)."""
+    refund = RefundFactory(status=RefundStatus.PROCESSING, connector_refund_id="re_long")
+    code, message = "c" * 70, "m" * 600
+
+    execution.refund_record_provider_result(refund_id=refund.pk, result=RefundResult(
+        connector_refund_id="re_long", status=ProviderRefundStatus.FAILED, amount=Money(1000, "USD"),
+        failure_code=code, failure_message=message,
+    ))
+
+    refund.refresh_from_db()
+    assert (refund.status, refund.error_code, refund.error_message) == (RefundStatus.FAILED, code[:64], message[:500])
+
+
+def test_a_payment_is_found_under_its_own_provider_only():
+    """Prism's Stripe connector and Stripe itself name one payment alike (pi_...): two rows,
+    and each provider's refunds count against its own."""
+    direct = PaymentFactory(provider="stripe", connector_transaction_id="pi_shared")
+    PaymentAlias.objects.create(payment=direct, provider="stripe", connector_transaction_id="ch_shared")
+    through_prism = PaymentFactory(provider="prism_stripe", connector_transaction_id="pi_shared")
+
+    assert payment_find(provider="prism_stripe", connector_transaction_id="pi_shared") == through_prism
+    assert payment_find(provider="stripe", connector_transaction_id="ch_shared") == direct
+    assert payment_find(provider="prism_stripe", connector_transaction_id="ch_shared") is None  # Stripe's alias only
+    assert payment_find(provider="robokassa", connector_transaction_id="pi_shared") is None
