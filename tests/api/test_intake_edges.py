@@ -248,3 +248,28 @@ def test_another_reason_code_or_other_items_is_another_request(api, agent, strip
     other_items = client.post("/api/refunds/", {**by_items, "items": [{**ITEM, "name": "Cup"}, ITEM]}, format="json")
 
     assert (other_code.status_code, other_items.status_code) == (409, 409)
+
+
+def test_a_second_refund_filed_while_stripe_is_down_counts_against_the_known_payment(
+    api, agent, stripe_sandbox, stripe_sandbox_clean
+):
+    """The payment is known from the first refund; with Stripe unreachable the second is accepted
+    unverified on the same row (read again under its lock: on PostgreSQL the lock names the row
+    itself), and the refundable remainder still counts the first."""
+    pi = stripe_sandbox.create_payment(10_000)
+    client = api(agent)
+    first = client.post("/api/refunds/", body(pi, merchant_refund_id="known-1",
+                                               amount={"minor_amount": 6_000, "currency": "USD"}), format="json")
+    assert first.status_code == 201, first.json()
+    stripe_sandbox.set_faults(status=503, count=10, path_prefix="/v1/payment_intents", methods=["GET"])
+
+    second = client.post("/api/refunds/", body(pi, merchant_refund_id="known-2",
+                                                amount={"minor_amount": 3_000, "currency": "USD"}), format="json")
+    too_much = client.post("/api/refunds/", body(pi, merchant_refund_id="known-3",
+                                                  amount={"minor_amount": 2_000, "currency": "USD"}), format="json")
+
+    assert second.status_code == 201, second.json()
+    refunds = {r.merchant_refund_id: r for r in RefundRequest.objects.all()}
+    assert refunds["known-2"].payment_id == refunds["known-1"].payment_id
+    assert not refunds["known-2"].payment_verified
+    assert too_much.status_code == 422 and "known-3" not in refunds  # 60 + 30 + 20 > 100.00 USD
