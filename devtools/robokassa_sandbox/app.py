@@ -316,7 +316,9 @@ def build_app(*, login: str, password3: str, password2: str = "sandbox-password-
         payment = state.payments.get(request.match_info["invoice_id"])
         if payment is None:
             raise web.HTTPNotFound()
-        return web.json_response(asdict(payment))
+        # "refunds" lists the request ids; "refunds_made" what each refund request carried.
+        return web.json_response({**asdict(payment),
+                                  "refunds_made": [asdict(state.refunds[r]) for r in payment.refunds]})
 
     async def config_settle(request):
         refund = state.refunds.get(request.match_info["request_id"])

@@ -46,7 +46,8 @@ class Sandbox:
                                                      "state": state, "no_op_key": no_op_key})["invoice_id"])
 
     def payment(self, invoice_id: str) -> dict:
-        """The emulator's record: op_key, amount, state, refunds (request ids)."""
+        """The emulator's record: op_key, amount, state, refunds (request ids), refunds_made (each
+        refund request as received: amount, items)."""
         return self._config("GET", f"payments/{invoice_id}")
 
     def settle(self, request_id: str, label: str) -> dict:

@@ -52,6 +52,11 @@ def test_refund_by_items_is_filed_executed_and_followed_to_success(api, agent, r
     assert (refund.status, refund.provider_status) == (RefundStatus.PROCESSING, "pending")
     [request_id] = at_robokassa(robokassa_sandbox, invoice_id)
     assert refund.connector_refund_id == request_id
+    [made] = robokassa_sandbox.payment(invoice_id)["refunds_made"]  # the receipt Robokassa got
+    assert made["amount"] == "27.00" and made["items"] == [
+        {"Name": "Teapot", "Quantity": "1.0", "Cost": "15.0", "Tax": "vat20"},
+        {"Name": "Cup", "Quantity": "2.0", "Cost": "6.0", "Tax": "none"},
+    ]
 
     execution.refund_sync_status(refund_id=refund.pk)
     refund.refresh_from_db()
