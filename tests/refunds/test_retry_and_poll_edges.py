@@ -282,3 +282,19 @@ def test_a_payment_is_found_under_its_own_provider_only():
     assert payment_find(provider="stripe", connector_transaction_id="ch_shared") == direct
     assert payment_find(provider="prism_stripe", connector_transaction_id="ch_shared") is None  # Stripe's alias only
     assert payment_find(provider="robokassa", connector_transaction_id="pi_shared") is None
+
+
+def test_a_429_without_retry_after_waits_about_a_second_and_costs_no_attempt(
+    api, agent, robokassa_sandbox, robokassa_sandbox_clean
+):
+    """Robokassa's 429 names no wait (Stripe's does): the retry comes after 1-1.5 s."""
+    _, refund = file_1000_rub(api, agent, robokassa_sandbox)
+    robokassa_sandbox.set_faults(429, path_prefix="/RefundService/Refund/Create")
+
+    with pytest.raises(TransientProviderError) as raised:
+        execution.refund_submit(refund_id=refund.pk)
+
+    assert raised.value.code == "rate_limit" and 1.0 <= raised.value.retry_in <= 1.5
+    refund.refresh_from_db()
+    assert refund.submit_attempts == 0
+    assert refund.logs.get(event="provider_error").message.startswith("Provider rate limit (429), retrying in ")
