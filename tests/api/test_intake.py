@@ -292,6 +292,7 @@ def test_authentication_and_roles(api, agent, accountant):
     assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "not_authenticated"
     assert bad_token.get("/api/refunds/").status_code == 401
     assert accountant_post.status_code == 403 and accountant_post.json()["error"]["code"] == "permission_denied"
+    assert accountant_post.json()["error"]["message"] == "You may not file refund requests."
 
 
 def test_reason_codes_are_checked_kept_and_told_to_stripe(api, agent, stripe_sandbox):

@@ -5,6 +5,7 @@ merchant_refund_id."""
 
 import pytest
 
+from refunds import errors
 from refunds.models import RefundRequest, RefundStatus
 from refunds.money import Money
 from refunds.providers.robokassa import RobokassaProvider
@@ -273,3 +274,18 @@ def test_a_second_refund_filed_while_stripe_is_down_counts_against_the_known_pay
     assert refunds["known-2"].payment_id == refunds["known-1"].payment_id
     assert not refunds["known-2"].payment_verified
     assert too_much.status_code == 422 and "known-3" not in refunds  # 60 + 30 + 20 > 100.00 USD
+
+
+def test_a_caller_that_gives_no_override_reason_is_refused_on_a_disputed_payment(manager, stripe_sandbox):
+    """A CSV batch row (and any caller that does not pass dispute_override_reason) on a payment with
+    an open dispute is refused, whoever files it: an override is only ever a reason someone typed."""
+    pi = stripe_sandbox.create_payment(10_000)
+    stripe_sandbox.open_dispute(pi)
+
+    with pytest.raises(errors.PaymentDisputed):
+        intake.refund_request_create(
+            merchant_refund_id="no-override", provider="stripe", connector_transaction_id=pi,
+            amount=Money(1_000, "USD"), reason="", metadata={}, product="", requested_by=manager,
+        )
+
+    assert not RefundRequest.objects.filter(merchant_refund_id="no-override").exists()
