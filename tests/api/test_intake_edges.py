@@ -289,3 +289,20 @@ def test_a_caller_that_gives_no_override_reason_is_refused_on_a_disputed_payment
         )
 
     assert not RefundRequest.objects.filter(merchant_refund_id="no-override").exists()
+
+
+def test_the_same_id_on_another_payment_or_provider_is_a_conflict(api, agent, stripe_sandbox, settings):
+    """The payment and the provider are part of the request: the same merchant_refund_id filed on
+    another payment, or on the same pi_ id through Prism's Stripe connector, is not a replay."""
+    settings.REFUND_PROVIDERS = [*settings.REFUND_PROVIDERS, "prism_stripe"]
+    pi, other = stripe_sandbox.create_payment(10_000), stripe_sandbox.create_payment(10_000)
+    client = api(agent)
+    assert client.post("/api/refunds/", body(pi), format="json").status_code == 201
+
+    elsewhere = client.post("/api/refunds/", body(pi, connector_transaction_id=other), format="json")
+    other_provider = client.post("/api/refunds/", body(pi, provider="prism_stripe"), format="json")
+
+    for again in (elsewhere, other_provider):
+        assert again.status_code == 409, again.json()
+        assert again.json()["error"]["code"] == "idempotency_conflict"
+    assert RefundRequest.objects.get().connector_transaction_id == pi

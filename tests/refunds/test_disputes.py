@@ -223,6 +223,9 @@ def test_a_finance_manager_overrides_with_a_reason_and_it_is_logged(api, agent, 
     # The replay is the same refund; the others on the payment are held all the same.
     again = post_refund(api, manager, pi, 2_000, "do-manager", dispute_override_reason=reason)
     assert again.status_code == 200 and again.json()["merchant_refund_id"] == "do-manager"
+    # The override's reason is part of the request: another one under the same id is not a replay.
+    other_reason = post_refund(api, manager, pi, 2_000, "do-manager", dispute_override_reason="Another reason")
+    assert other_reason.status_code == 409 and other_reason.json()["error"]["code"] == "idempotency_conflict"
     other.refresh_from_db()
     assert other.status == RefundStatus.NEEDS_ATTENTION and other.error_code == "payment_disputed"
     # Auto-approved, it goes to Stripe, which takes refunds during an inquiry.
