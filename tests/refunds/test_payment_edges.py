@@ -164,3 +164,23 @@ def test_the_preview_says_what_went_wrong(client, agent, stripe_sandbox, stripe_
     [message] = unreachable.context["lookup"].non_field_errors()
     assert message.startswith("stripe cannot be reached right now: ") and len(message) > 37
     assert unreachable.context["preview"] is None
+
+
+def test_only_this_payments_live_refunds_use_up_its_remainder(agent, stripe_sandbox):
+    """Another payment's refunds, and this payment's refund that failed at Stripe (it has Stripe's
+    id, but gave nothing back), leave the remainder whole."""
+    elsewhere = stripe_sandbox.create_payment(5_000)
+    file(agent, elsewhere, 4_000, "other-payment")
+    pi = stripe_sandbox.create_payment(5_000, behavior="stay_pending")
+    failed = file(agent, pi, 4_000, "failed-at-stripe")
+    execution.refund_submit(refund_id=failed.pk)
+    stripe_sandbox.settle(RefundRequest.objects.get(pk=failed.pk).connector_refund_id, "failed")
+    execution.refund_sync_status(refund_id=failed.pk)
+    failed.refresh_from_db()
+    assert (failed.status, bool(failed.connector_refund_id)) == (RefundStatus.FAILED, True)
+
+    whole = file(agent, pi, 5_000, "the-whole-payment")
+
+    assert whole.amount_minor == 5_000
+    payment = Payment.objects.get(connector_transaction_id=pi)
+    assert payments.payment_refundable_remaining(payment=payment) == 0
