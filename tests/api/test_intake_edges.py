@@ -306,3 +306,13 @@ def test_the_same_id_on_another_payment_or_provider_is_a_conflict(api, agent, st
         assert again.status_code == 409, again.json()
         assert again.json()["error"]["code"] == "idempotency_conflict"
     assert RefundRequest.objects.get().connector_transaction_id == pi
+
+
+def test_the_product_typed_wins_over_the_payments_and_the_payments_fills_in(api, agent, stripe_sandbox):
+    pi = stripe_sandbox.create_payment(10_000, metadata={"product": "Desk lamp"})
+    client = api(agent)
+
+    typed = client.post("/api/refunds/", body(pi, merchant_refund_id="typed", product="Blue mug"), format="json")
+    untyped = client.post("/api/refunds/", body(pi, merchant_refund_id="untyped", product=""), format="json")
+
+    assert (typed.json()["product"], untyped.json()["product"]) == ("Blue mug", "Desk lamp")

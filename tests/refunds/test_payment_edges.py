@@ -184,3 +184,18 @@ def test_only_this_payments_live_refunds_use_up_its_remainder(agent, stripe_sand
     assert whole.amount_minor == 5_000
     payment = Payment.objects.get(connector_transaction_id=pi)
     assert payments.payment_refundable_remaining(payment=payment) == 0
+
+
+def test_a_refund_already_at_stripe_counts_once(agent, stripe_sandbox):
+    """Sent and still pending at Stripe, it is in the part known at the provider, not also in the
+    part not yet sent: the rest of the payment can still be refunded."""
+    pi = stripe_sandbox.create_payment(5_000, behavior="stay_pending")
+    sent = file(agent, pi, 2_000, "sent-first")
+    execution.refund_submit(refund_id=sent.pk)
+    sent.refresh_from_db()
+    assert (sent.status, bool(sent.connector_refund_id)) == (RefundStatus.PROCESSING, True)
+
+    rest = file(agent, pi, 3_000, "the-rest")
+
+    assert rest.amount_minor == 3_000
+    assert payments.payment_refundable_remaining(payment=Payment.objects.get(connector_transaction_id=pi)) == 0
