@@ -10,7 +10,6 @@ from approvals.policy import (
     UNLIMITED,
     approver_limit,
     auto_approve_refusal_for,
-    auto_approve_threshold,
 )
 from refunds import errors
 from refunds.models import Payment, RefundLog, RefundRequest, RefundStatus

@@ -28,24 +28,22 @@ def duplicate_during_the_call(monkeypatch):
     seen = []
 
     def create_with_a_duplicate(self, **call):
-        refund = RefundRequest.objects.get(merchant_refund_id=seen_refund["merchant_refund_id"])
+        refund = RefundRequest.objects.get(merchant_refund_id=call["merchant_refund_id"])
         seen.append({
             "call_started_at": refund.call_started_at, "next_action_at": refund.next_action_at,
             "at": timezone.now(), "duplicate": execution.refund_submit(refund_id=refund.pk),
         })
         return created(self, **call)
 
-    seen_refund = {}
     monkeypatch.setattr(StripeProvider, "create_refund", create_with_a_duplicate)
-    return seen_refund, seen
+    return seen
 
 
 def test_a_duplicate_task_during_the_first_call_does_not_call_again(
     approved, stripe_sandbox, duplicate_during_the_call, settings  # noqa: F811
 ):
-    watched, seen = duplicate_during_the_call
+    seen = duplicate_during_the_call
     refund = approved()
-    watched["merchant_refund_id"] = refund.merchant_refund_id
     stripe_sandbox.reset_stats()
 
     execution.refund_submit(refund_id=refund.pk)
@@ -64,9 +62,8 @@ def test_a_duplicate_task_during_the_first_call_does_not_call_again(
 def test_a_duplicate_task_during_a_retried_call_does_not_call_again(
     approved, stripe_sandbox, stripe_sandbox_clean, duplicate_during_the_call, settings  # noqa: F811
 ):
-    watched, seen = duplicate_during_the_call
+    seen = duplicate_during_the_call
     refund = approved()
-    watched["merchant_refund_id"] = refund.merchant_refund_id
     stripe_sandbox.set_faults(status=502, count=1, path_prefix="/v1/refunds", methods=["POST"])
     with pytest.raises(execution.TransientProviderError):
         execution.refund_submit(refund_id=refund.pk)

@@ -8,7 +8,6 @@ a provider's long failure reasons are cut to their columns; a payment is its pro
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 
 from refunds import errors
@@ -16,10 +15,10 @@ from refunds.models import PaymentAlias, RefundRequest, RefundStatus
 from refunds.money import Money
 from refunds.providers.base import ProviderRefundStatus, RefundResult, TransientProviderError
 from refunds.providers.stripe import StripeProvider
-from refunds.ratelimit import provider_slot_acquire
 from refunds.services import execution
 from refunds.services.payments import payment_find
 from tests.factories import PaymentFactory, RefundFactory
+from tests.refunds.test_claim_edges import fully_booked
 from tests.refunds.test_execution_edges import approved  # noqa: F401 - a fixture
 from tests.refunds.test_robokassa_refunds import file_1000_rub
 
@@ -126,11 +125,7 @@ def test_a_poll_waits_for_its_providers_rate_and_asks_nothing_when_it_is_fully_b
     execution.refund_submit(refund_id=refund.pk)
     refund.refresh_from_db()
     stripe_sandbox.settle(refund.connector_refund_id, "succeeded")
-    # One request per 1,000 s to Stripe, and this window's slot taken by another caller.
-    settings.PROVIDER_RATE_LIMITS = {"stripe": 0.001}
-    settings.PROVIDER_RATE_MAX_WAIT_SECONDS = 0
-    cache.delete("ratelimit:stripe:next")
-    provider_slot_acquire("stripe", max_wait=0)
+    fully_booked(settings)
     stripe_sandbox.reset_stats()
 
     assert execution.refund_sync_status(refund_id=refund.pk).status == RefundStatus.PROCESSING
