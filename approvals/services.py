@@ -59,10 +59,11 @@ def auto_approval_check(*, payment: Payment, amount: Money, threshold: int) -> s
     return auto_approve_refusal_for(amount=amount, payment=payment, threshold=threshold)
 
 
-def auto_approval_refused_note(refusal: str, *, refund: RefundRequest | None = None) -> RefundLog:
-    """The log row (not saved) that says why a refund under the threshold waits."""
+def auto_approval_refused_note(refusal: str) -> RefundLog:
+    """The log row (not saved, for refund_create's notes) that says why a refund under the
+    threshold waits."""
     return refund_log_row(
-        refund=refund, event=RefundLog.Event.NOTE, message=f"Waits for a finance manager: {refusal}",
+        event=RefundLog.Event.NOTE, message=f"Waits for a finance manager: {refusal}",
         data={"auto_approve": "refused"},
     )
 

@@ -54,14 +54,14 @@ def _request_fingerprint(
 
 def refund_request_fingerprint(
     *, provider: str, connector_transaction_id: str, amount: Money | None, reason: str, metadata: dict, product: str,
-    requested_by, items: list[LineItem] | None = None, reason_code: str = "",
+    requested_by, reason_code: str,
 ) -> str:
-    """What `refund_request_create` stores to tell a replay from a conflict (the batch dry run
-    asks it of rows whose merchant_refund_id is already taken)."""
+    """What `refund_request_create` stores to tell a replay from a conflict, for a request
+    without items or a dispute override (the batch dry run asks it of rows whose
+    merchant_refund_id is already taken; a batch row has neither)."""
     return _request_fingerprint(
         provider=provider, connector_transaction_id=connector_transaction_id, amount=amount, reason=reason,
-        metadata=metadata, product=product, requested_by=requested_by.pk, items=list(items or []),
-        reason_code=reason_code,
+        metadata=metadata, product=product, requested_by=requested_by.pk, items=[], reason_code=reason_code,
     )
 
 

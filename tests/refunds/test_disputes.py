@@ -217,6 +217,8 @@ def test_a_finance_manager_overrides_with_a_reason_and_it_is_logged(api, agent, 
     assert refund.dispute_overridden == dispute["id"]
     [note] = refund.logs.filter(data__code="dispute_override")
     assert note.actor == manager and reason in note.message and dispute["id"] in note.message
+    # The audit row's data (the log's admin page) names the dispute and the reason as given.
+    assert note.data == {"code": "dispute_override", "dispute": dispute["id"], "reason": reason}
     assert [(log.event, log.to_status) for log in refund.logs.all()] == [
         ("requested", "pending_approval"), ("note", ""), ("status_changed", "approved"),
     ]
@@ -245,6 +247,7 @@ def test_an_agent_may_not_override(api, agent, stripe_sandbox):
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "permission_denied"
     assert response.json()["error"]["field"] == "dispute_override_reason"
+    assert response.json()["error"]["message"] == "Only a finance manager may file a refund on a disputed payment."
     assert not RefundRequest.objects.exists()
 
 

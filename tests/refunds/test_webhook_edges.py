@@ -14,6 +14,7 @@ from refunds.providers.base import ProviderRefundStatus, RefundResult
 from refunds.providers.stripe import StripeProvider
 from refunds.services import execution, intake
 from refunds.services.webhooks import payment_refunds_reconcile, webhook_event_process
+from tests import factories
 from tests.refunds.test_webhooks import SECRET, URL, sandbox_events, sign
 
 pytestmark = pytest.mark.django_db
@@ -217,3 +218,79 @@ def test_a_refund_made_elsewhere_with_over_long_fields_is_cut_to_its_columns(age
     assert (len(external.merchant_refund_id), len(external.idempotency_key)) == (64, 80)
     assert (external.error_code, external.error_message) == (code[:64], message[:500])
     assert (external.status, external.request_fingerprint) == (RefundStatus.FAILED, "")
+
+
+def test_a_refund_elsewhere_naming_our_id_from_another_payment_is_recorded_as_made_elsewhere(agent, stripe_sandbox):
+    """Stripe's metadata says whose a refund is only on its own payment: a refund made in the
+    dashboard on payment B that carries the merchant_refund_id of our refund on payment A (copied
+    metadata) is B's refund made elsewhere; our refund on A keeps its Stripe refund."""
+    pi_a = ours_on(agent, stripe_sandbox)
+    ours = RefundRequest.objects.get(merchant_refund_id=f"ours-{pi_a}")
+    pi_b = ours_on(agent, stripe_sandbox)
+    outside = stripe_sandbox.client().v1.refunds.create(
+        params={"payment_intent": pi_b, "amount": 1000, "metadata": {"merchant_refund_id": ours.merchant_refund_id}}
+    )
+    before = (ours.connector_refund_id, ours.status, ours.provider_status, ours.logs.count())
+
+    payment_refunds_reconcile(payment_id=Payment.objects.get(connector_transaction_id=pi_b).pk)
+
+    ours.refresh_from_db()
+    assert (ours.connector_refund_id, ours.status, ours.provider_status, ours.logs.count()) == before
+    external = RefundRequest.objects.get(connector_refund_id=outside.id)
+    assert (external.origin, external.connector_transaction_id, external.amount_minor) == (
+        RefundOrigin.EXTERNAL, pi_b, 1000,
+    )
+
+
+def test_a_refund_is_matched_under_its_own_provider_only(agent, stripe_sandbox):
+    """Prism's Stripe connector names Stripe's refunds alike (re_...): a refund recorded through
+    it is not Stripe's refund of the same id, and reconciling the Stripe payment leaves it alone."""
+    pi = ours_on(agent, stripe_sandbox)
+    ours = RefundRequest.objects.get(merchant_refund_id=f"ours-{pi}")
+    through_prism = factories.RefundFactory(
+        payment=factories.PaymentFactory(provider="prism_stripe", connector_transaction_id=pi),
+        connector_refund_id=ours.connector_refund_id, status=RefundStatus.PROCESSING, provider_status="requires_action",
+    )
+    stripe_sandbox.settle(ours.connector_refund_id, "succeeded")
+
+    payment_refunds_reconcile(payment_id=ours.payment_id)
+
+    ours.refresh_from_db()
+    through_prism.refresh_from_db()
+    assert (ours.status, ours.provider_status) == (RefundStatus.SUCCEEDED, "succeeded")
+    assert (through_prism.status, through_prism.provider_status) == (RefundStatus.PROCESSING, "requires_action")
+    assert not through_prism.logs.exists()
+
+
+def test_an_event_naming_only_the_charge_reaches_the_payment_known_by_its_payment_intent(
+    client, agent, stripe_sandbox
+):
+    """A refund of a charge made without a PaymentIntent in Stripe's payload (payment_intent
+    null) names only the charge: the payment we know by its PaymentIntent is found by its alias."""
+    pi = ours_on(agent, stripe_sandbox)
+    outside_id, created = made_in_the_dashboard(stripe_sandbox, pi, 3000)
+    refund_object = created["data"]["object"]
+    assert refund_object["charge"], "the sandbox's refund names its charge"
+    refund_object["payment_intent"] = None
+
+    deliver(client, created)
+    webhook_event_process(event_pk=WebhookEvent.objects.get(event_id=created["id"]).pk)
+
+    external = RefundRequest.objects.get(connector_refund_id=outside_id)
+    assert (external.origin, external.connector_transaction_id, external.amount_minor) == (
+        RefundOrigin.EXTERNAL, pi, 3000,
+    )
+
+
+def test_the_same_event_id_from_another_provider_is_another_event(client, agent, stripe_sandbox):
+    """Event ids are unique per provider only: a replay of a Stripe event is answered as a
+    duplicate even when another provider once sent an event of the same id."""
+    pi = ours_on(agent, stripe_sandbox)
+    _, created = made_in_the_dashboard(stripe_sandbox, pi, 3000)
+    WebhookEvent.objects.create(provider="prism_stripe", event_id=created["id"], type="refund.created", payload={})
+
+    first, replay = deliver(client, created), deliver(client, created)
+
+    assert (first.status_code, first.json()["duplicate"]) == (200, False)
+    assert (replay.status_code, replay.json()["duplicate"]) == (200, True)
+    assert WebhookEvent.objects.filter(event_id=created["id"]).count() == 2
