@@ -103,17 +103,18 @@ def refund_approve(*, refund_id: int, approver, comment: str = "") -> RefundRequ
                 raise errors.PermissionDenied(
                     f"You have no approval limit for {refund.currency}.", code="approval_limit_missing"
                 )
-            earlier = list(refund.approvals.filter(decision=Approval.Decision.APPROVED))
+            tier = refund.approvals.filter(decision=Approval.Decision.APPROVED).count() + 1
             Approval.objects.create(
                 refund=refund,
                 approver=approver,
                 decision=Approval.Decision.APPROVED,
                 comment=comment,
-                tier=len(earlier) + 1,
+                tier=tier,
                 limit_minor=min(limit, UNLIMITED),
             )
-            covered = max([limit, *(a.limit_minor or 0 for a in earlier)])
-            if covered >= refund.amount_minor:
+            # Limits do not add up, and an earlier tier's limit was below the amount (else it
+            # would have approved it; an amount never changes): this approval covers it or none does.
+            if limit >= refund.amount_minor:
                 return refund_mark_approved(
                     refund_id=refund.pk, actor=approver, message=f"Approved: {comment}" if comment else "Approved"
                 )
@@ -122,7 +123,7 @@ def refund_approve(*, refund_id: int, approver, comment: str = "") -> RefundRequ
                 event=RefundLog.Event.NOTE,
                 actor=approver,
                 message=(
-                    f"Approved at tier {len(earlier) + 1} "
+                    f"Approved at tier {tier} "
                     f"(limit {format_minor(limit, refund.currency, STORED_TEXT_LOCALE)}); "
                     f"needs an approver whose limit covers "
                     f"{format_minor(refund.amount_minor, refund.currency, STORED_TEXT_LOCALE)}"

@@ -30,8 +30,8 @@ def refund_log_row(*, event: str, message: str = "", actor=None, data=None, **kw
     return RefundLog(event=event, message=redact(message)[:1000], actor=actor, data=data or {}, **kw)
 
 
-def refund_log_append(*, refund: RefundRequest, event: str, message: str = "", actor=None, data=None, **kw):
-    row = refund_log_row(refund=refund, event=event, message=message, actor=actor, data=data, **kw)
+def refund_log_append(*, refund: RefundRequest, event: str, message: str = "", actor=None, data=None):
+    row = refund_log_row(refund=refund, event=event, message=message, actor=actor, data=data)
     row.save(force_insert=True)
     return row
 

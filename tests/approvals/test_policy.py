@@ -6,7 +6,7 @@ from django.contrib.auth.models import Group
 
 from approvals.models import Approval, ApproverLimit, AutoApproveThreshold
 from approvals.policy import approver_limit, auto_approve_threshold
-from approvals.services import refund_approve, refund_reject
+from approvals.services import ALREADY_APPROVED, refund_approve, refund_reject
 from refunds import errors
 from refunds.models import RefundStatus
 from refunds.roles import FINANCE_MANAGERS
@@ -198,3 +198,47 @@ def test_a_limit_in_another_currency_counts_for_nothing(manager):
     limit(manager, 500_000, "JPY")  # personal, but only for yen
     assert approver_limit(manager, "USD") == 100_000  # the group's any-currency default
     assert approver_limit(manager, "JPY") == 500_000
+
+
+def test_a_lower_tier_note_reads_the_same_whatever_language_the_approver_uses(manager, agent):
+    """The log is one record for everyone: a manager working in German writes its note in the
+    stored text's English figures, not "1.000,00 USD"."""
+    from django.utils import translation
+
+    refund = RefundFactory(requested_by=agent, amount_minor=250_000)
+    with translation.override("de"):
+        refund_approve(refund_id=refund.pk, approver=manager)
+    assert refund.logs.get().message == (
+        "Approved at tier 1 (limit 1,000.00 USD); needs an approver whose limit covers 2,500.00 USD"
+    )
+
+
+def test_an_approver_of_a_lower_tier_may_not_then_reject(manager, manager2, agent):
+    """Their approval was their decision: the rejection must come from someone else."""
+    refund = RefundFactory(requested_by=agent, amount_minor=250_000)
+    refund_approve(refund_id=refund.pk, approver=manager)
+
+    with pytest.raises(errors.InvalidTransition) as again:
+        refund_reject(refund_id=refund.pk, approver=manager, comment="changed my mind")
+
+    assert (again.value.code, str(again.value)) == ("already_approved", ALREADY_APPROVED)
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.PENDING_APPROVAL
+    assert list(refund.approvals.values_list("approver__username", "decision")) == [("manager", "approved")]
+    refund_reject(refund_id=refund.pk, approver=manager2, comment="not covered")  # someone else may
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.REJECTED
+
+
+def test_the_database_refuses_a_second_approval_by_one_person_with_the_same_answer(manager, agent, monkeypatch):
+    """Two requests of one approver at once both pass the check before either writes (on
+    PostgreSQL); the unique constraint stops the second, and the answer is the check's own."""
+    refund = RefundFactory(requested_by=agent, amount_minor=250_000)
+    refund_approve(refund_id=refund.pk, approver=manager)
+    monkeypatch.setattr("approvals.services._check_decider", lambda **kwargs: None)  # as if it raced the first
+
+    with pytest.raises(errors.InvalidTransition) as again:
+        refund_approve(refund_id=refund.pk, approver=manager)
+
+    assert (again.value.code, str(again.value)) == ("already_approved", ALREADY_APPROVED)
+    assert refund.approvals.count() == 1 and refund.logs.count() == 1
