@@ -82,10 +82,10 @@ def approver_limit(user, currency: str) -> int:
     rows = ApproverLimit.objects.filter(
         Q(user=user) | Q(group__in=user.groups.all()), currency__in=[currency, ""]
     ).values_list("user_id", "group_id", "currency", "max_minor_amount")
-    per_holder: dict[tuple, tuple[bool, int]] = {}
+    per_holder: dict[tuple, int] = {}
     for user_id, group_id, row_currency, amount in rows:
         holder = (user_id, group_id)
-        specific = row_currency == currency
-        if holder not in per_holder or (specific and not per_holder[holder][0]):
-            per_holder[holder] = (specific, amount)
-    return max((amount for _, amount in per_holder.values()), default=0)
+        # A holder has at most one row per currency (the unique constraints): the currency's wins.
+        if row_currency == currency or holder not in per_holder:
+            per_holder[holder] = amount
+    return max(per_holder.values(), default=0)
