@@ -10,10 +10,10 @@ from django.utils import timezone
 
 from refunds.models import Payment, RefundOrigin, RefundRequest, RefundStatus, WebhookEvent
 from refunds.money import Money
-from refunds.providers.base import ProviderRefundStatus, RefundResult
+from refunds.providers.base import ProviderEvent, ProviderRefundStatus, RefundResult
 from refunds.providers.stripe import StripeProvider
 from refunds.services import execution, intake
-from refunds.services.webhooks import payment_refunds_reconcile, webhook_event_process
+from refunds.services.webhooks import payment_refunds_reconcile, webhook_event_process, webhook_event_receive
 from tests import factories
 from tests.refunds.test_webhooks import SECRET, URL, sandbox_events, sign
 
@@ -294,3 +294,37 @@ def test_the_same_event_id_from_another_provider_is_another_event(client, agent,
     assert (first.status_code, first.json()["duplicate"]) == (200, False)
     assert (replay.status_code, replay.json()["duplicate"]) == (200, True)
     assert WebhookEvent.objects.filter(event_id=created["id"]).count() == 2
+
+
+def test_an_event_with_an_over_long_id_and_type_is_kept_cut_to_its_columns(client):
+    """Stripe's adapter refuses such an event (400); any other adapter's is stored cut to the
+    columns (PostgreSQL would refuse the row), and its replay is still recognised."""
+    event = ProviderEvent(event_id="evt_" + "9" * 296, type="refund." + "u" * 143, payload={"id": "long"})
+
+    (stored, created), (again, created_again) = (
+        webhook_event_receive(provider="stripe", event=event), webhook_event_receive(provider="stripe", event=event)
+    )
+
+    assert (created, created_again, again.pk) == (True, False, stored.pk)
+    stored.refresh_from_db()
+    assert (stored.event_id, stored.type) == (event.event_id[:255], event.type[:100])
+    assert (len(stored.event_id), len(stored.type)) == (255, 100)
+    assert stored.processed_at is not None  # about nothing we act on: kept as processed
+
+
+def test_an_over_long_error_is_kept_cut_to_its_column(client, agent, stripe_sandbox, monkeypatch):
+    pi = ours_on(agent, stripe_sandbox)
+    _, created = made_in_the_dashboard(stripe_sandbox, pi, 3000)
+    deliver(client, created)
+    event = WebhookEvent.objects.get(event_id=created["id"])
+
+    def unreachable(self, *, connector_transaction_id):
+        raise execution.TransientProviderError("Stripe said: " + "z" * 700)
+
+    monkeypatch.setattr(StripeProvider, "list_refunds", unreachable)
+    with pytest.raises(execution.TransientProviderError):
+        webhook_event_process(event_pk=event.pk)
+
+    event.refresh_from_db()
+    assert event.last_error == ("Stripe said: " + "z" * 700)[:500] and len(event.last_error) == 500
+    assert (event.attempts, event.processed_at) == (1, None)
