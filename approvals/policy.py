@@ -31,16 +31,14 @@ def _auto_approved_minor(refunds, *, since=None) -> int:
     return counted.aggregate(total=Sum("amount_minor"))["total"] or 0
 
 
-def auto_approve_refusal_for(*, amount: Money, payment, threshold: int | None = None) -> str:
+def auto_approve_refusal_for(*, amount: Money, payment, threshold: int) -> str:
     """Why a refund of `amount` on `payment` may not be approved at once ("" when it may): intake
     asks before the refund's row exists. The threshold bounds the sum of auto-approved refunds on
     the payment, this one included; with REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY also those of the
     payment's customer today (business day). The caller holds the payment's row lock (and the
-    customer's), so the sums are current. `threshold`: the currency's, when the caller has just
-    read it."""
+    customer's), so the sums are current. `threshold`: the currency's (auto_approve_threshold),
+    which the caller has just read."""
     currency, amount = amount.currency, amount.minor_amount
-    if threshold is None:
-        threshold = auto_approve_threshold(currency)
     over = f"over the {format_minor(threshold, currency)} threshold"
     if amount > threshold:
         return f"{format_minor(amount, currency)} is {over}"
