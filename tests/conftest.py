@@ -33,6 +33,17 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
 
 
 @pytest.fixture(autouse=True)
+def _language_of_its_own():
+    """Each test starts in the default language: a request's LocaleMiddleware leaves the
+    language it activated on the test's thread (a German request made the next test's batch
+    texts German), where a web process's next request activates its own."""
+    from django.utils import translation
+
+    yield
+    translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def _provider_settings(settings, stripe_sandbox, robokassa_sandbox):
     """Every test talks to the local Stripe sandbox and Robokassa emulator (both enabled), and
     to no Slack unless it asks for one."""
