@@ -95,3 +95,42 @@ def test_remainder_counts_refunds_sent_since_the_provider_was_asked():
     assert payments.payment_refundable_remaining(payment=payment) == 3_000
     payment.amount_refunded_minor = 8_000  # fresh: ours (6000) and 2000 refunded in the dashboard
     assert payments.payment_refundable_remaining(payment=payment) == 1_000
+
+
+@needs_row_locks
+def test_an_event_another_worker_is_processing_is_skipped_not_waited_for(stripe_sandbox):
+    """A webhook event delivered twice at once (Stripe retries, two worker threads): the second
+    worker finds its row locked and moves on at once, without asking Stripe or counting an
+    attempt; the first one's processing stands."""
+    import threading
+
+    from django.db import transaction
+
+    from refunds.models import WebhookEvent
+    from refunds.services.webhooks import webhook_event_process
+
+    event = WebhookEvent.objects.create(provider="stripe", event_id="evt_busy", type="refund.updated", payload={})
+    locked, done = threading.Event(), threading.Event()
+
+    def first_worker():
+        try:
+            with transaction.atomic():
+                WebhookEvent.objects.select_for_update().get(pk=event.pk)
+                locked.set()
+                done.wait(timeout=15)  # until the second worker has returned (or gave up waiting)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=first_worker)
+    holder.start()
+    try:
+        assert locked.wait(timeout=15)
+        requests = stripe_sandbox.stats()["requests"]
+        webhook_event_process(event_pk=event.pk)
+        # Read while the first worker still holds the row: nothing was done meanwhile.
+        event.refresh_from_db()
+        assert (event.attempts, event.processed_at, stripe_sandbox.stats()["requests"]) == (0, None, requests)
+        assert holder.is_alive()
+    finally:
+        done.set()
+        holder.join()
