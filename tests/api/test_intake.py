@@ -322,3 +322,19 @@ def test_the_refusal_is_money_in_the_reader_s_language(api, agent, stripe_sandbo
     assert response.json()["error"]["message"] == (
         "7.500,01 EUR exceeds what remains refundable on the payment (7.500,00 EUR)."
     )
+
+
+def test_the_auto_approval_record_reads_the_same_whatever_the_filer_s_language(api, agent, stripe_sandbox, settings):
+    """The approval's comment is stored text, read by everyone: English figures even when the
+    agent's support tool asks in German."""
+    settings.REFUND_AUTO_APPROVE_THRESHOLDS = {"USD": 500_000}
+    pi = stripe_sandbox.create_payment(750_000)
+
+    response = api(agent).post(
+        "/api/refunds/", body(pi, amount={"minor_amount": 2_500, "currency": "USD"}), format="json",
+        HTTP_ACCEPT_LANGUAGE="de-DE",
+    )
+
+    assert response.status_code == 201 and response.json()["status"] == "approved"
+    approval = RefundRequest.objects.get(merchant_refund_id=f"mr-{pi}").approvals.get()
+    assert approval.comment == "At or under the auto-approve threshold of 5,000.00 USD"

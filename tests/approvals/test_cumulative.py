@@ -118,3 +118,20 @@ def test_per_customer_per_day_ignores_payments_without_a_customer(api, agent, se
     assert [file(api, agent, pi, f"r-{i}", 4_000)["status"] for i, pi in enumerate((one, two))] == [
         "approved", "approved",
     ]
+
+
+def test_per_customer_per_day_counts_today_only(api, agent, settings, stripe_sandbox):
+    """What the customer got back automatically yesterday does not use up today's threshold."""
+    from datetime import timedelta
+
+    from refunds.reports.calendar import business_today, day_start
+
+    settings.REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY = True
+    customer = stripe_sandbox.create_customer()
+    yesterday, today = (stripe_sandbox.create_payment(12_000, customer=customer) for _ in range(2))
+    assert file(api, agent, yesterday, "r-yesterday", 4_000)["status"] == "approved"
+    Approval.objects.filter(refund__merchant_refund_id="r-yesterday").update(
+        created_at=day_start(business_today()) - timedelta(hours=1)
+    )
+
+    assert file(api, agent, today, "r-today", 4_000)["status"] == "approved"
