@@ -52,14 +52,14 @@ class Onward:
 
 
 def refund_create(
-    *, actor=None, message: str, data: dict | None = None, announce: bool = True, notes: Sequence[RefundLog] = (),
-    onward: Onward | None = None, **fields,
+    *, status: str, actor=None, message: str, data: dict | None = None, announce: bool = True,
+    notes: Sequence[RefundLog] = (), onward: Onward | None = None, **fields,
 ) -> RefundRequest:
-    """Create a refund row with its first log entry, inside the caller's transaction.
+    """Create a refund row at `status` with its first log entry, inside the caller's transaction.
     `announce` sends refund_status_changed ("" → status); refunds recorded from the provider's
     side (made elsewhere) are not announced. `notes`: log rows (refund_log_row) that follow the
     first; `onward`: see Onward. All the log rows are one INSERT."""
-    status = fields.setdefault("status", RefundStatus.PENDING_APPROVAL)
+    fields["status"] = status
     now = timezone.now()
     if onward is not None:
         if onward.to_status not in ALLOWED_TRANSITIONS.get(status, set()):
