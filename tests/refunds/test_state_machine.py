@@ -258,3 +258,42 @@ def test_a_transition_keeps_its_data_and_announces_itself_as_a_refund(manager):
 
     assert heard == [(refund.pk, "approved", "processing", manager)]
     assert refund.logs.get().data == {"attempt": 1}
+
+
+def _new_refund_fields(agent, merchant_refund_id):
+    payment = PaymentFactory()
+    return dict(
+        provider="stripe", connector_transaction_id=payment.connector_transaction_id, payment=payment,
+        amount_minor=700, currency="USD", requested_by=agent, request_fingerprint="0" * 64,
+        merchant_refund_id=merchant_refund_id, idempotency_key=f"k-{merchant_refund_id}",
+    )
+
+
+def test_a_refund_created_and_moved_on_at_once_is_stamped_as_a_transition_would_stamp_it(agent):
+    """refund_create(onward=...) writes what refund_transition would have written for the move:
+    a move to a final status (here a request withdrawn as it is filed) is resolved at creation."""
+    before = timezone.now()
+    refund = transitions.refund_create(
+        status=RefundStatus.PENDING_APPROVAL, actor=agent, message="Requested",
+        onward=transitions.Onward(to_status=RefundStatus.CANCELED, message="Withdrawn at once", actor=agent),
+        **_new_refund_fields(agent, "withdrawn"),
+    )
+
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.CANCELED
+    assert before <= refund.resolved_at <= timezone.now() and refund.next_action_at is None
+    assert [(log.event, log.from_status, log.to_status) for log in refund.logs.order_by("id")] == [
+        ("requested", "", "pending_approval"), ("status_changed", "pending_approval", "canceled"),
+    ]
+
+
+def test_a_refund_cannot_be_created_moving_on_from_a_final_status(agent):
+    """Onward follows the transition table like any move: from a final status there is none."""
+    with pytest.raises(errors.InvalidTransition) as refused:
+        transitions.refund_create(
+            status=RefundStatus.SUCCEEDED, message="Recorded",
+            onward=transitions.Onward(to_status=RefundStatus.APPROVED), **_new_refund_fields(agent, "no-onward"),
+        )
+
+    assert str(refused.value) == "A new refund cannot go from succeeded to approved."
+    assert not RefundRequest.objects.filter(merchant_refund_id="no-onward").exists()
