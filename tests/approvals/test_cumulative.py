@@ -135,3 +135,13 @@ def test_per_customer_per_day_counts_today_only(api, agent, settings, stripe_san
     )
 
     assert file(api, agent, today, "r-today", 4_000)["status"] == "approved"
+
+
+def test_per_customer_per_day_admits_a_total_exactly_at_the_threshold(api, agent, settings, stripe_sandbox):
+    settings.REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY = True
+    customer = stripe_sandbox.create_customer()
+    one, two = (stripe_sandbox.create_payment(12_000, customer=customer) for _ in range(2))
+
+    assert [file(api, agent, one, "r-0", 3_000)["status"], file(api, agent, two, "r-1", 2_000)["status"]] == [
+        "approved", "approved",  # 50.00 USD today: at the threshold, not over it
+    ]

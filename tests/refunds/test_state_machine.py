@@ -282,8 +282,9 @@ def test_a_refund_created_and_moved_on_at_once_is_stamped_as_a_transition_would_
     refund.refresh_from_db()
     assert refund.status == RefundStatus.CANCELED
     assert before <= refund.resolved_at <= timezone.now() and refund.next_action_at is None
-    assert [(log.event, log.from_status, log.to_status) for log in refund.logs.order_by("id")] == [
-        ("requested", "", "pending_approval"), ("status_changed", "pending_approval", "canceled"),
+    assert [(log.event, log.from_status, log.to_status, log.actor, log.message) for log in refund.logs.order_by("id")] == [
+        ("requested", "", "pending_approval", agent, "Requested"),
+        ("status_changed", "pending_approval", "canceled", agent, "Withdrawn at once"),
     ]
 
 
