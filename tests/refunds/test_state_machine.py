@@ -275,26 +275,31 @@ def test_a_refund_created_and_moved_on_at_once_is_stamped_as_a_transition_would_
     before = timezone.now()
     heard = []
 
-    def listener(sender, refund, from_status, to_status, actor, **kw):
-        heard.append((from_status, to_status, actor))
+    def listener(sender, refund, from_status, to_status, actor, log, **kw):
+        heard.append((from_status, to_status, actor, log.message))
 
     refund_status_changed.connect(listener, sender=RefundRequest, dispatch_uid="test-onward-listener")
     try:
         refund = transitions.refund_create(
             status=RefundStatus.PENDING_APPROVAL, actor=None, message="Requested",
+            notes=[transitions.refund_log_row(event=RefundLog.Event.NOTE, message="A note between")],
             onward=transitions.Onward(to_status=RefundStatus.CANCELED, message="Withdrawn at once", actor=agent),
             **_new_refund_fields(agent, "withdrawn"),
         )
     finally:
         refund_status_changed.disconnect(sender=RefundRequest, dispatch_uid="test-onward-listener")
 
-    assert heard == [("", "pending_approval", None), ("pending_approval", "canceled", agent)]
+    # Each announcement carries its own log row (receivers read the message from it).
+    assert heard == [
+        ("", "pending_approval", None, "Requested"), ("pending_approval", "canceled", agent, "Withdrawn at once"),
+    ]
 
     refund.refresh_from_db()
     assert refund.status == RefundStatus.CANCELED
     assert before <= refund.resolved_at <= timezone.now() and refund.next_action_at is None
     assert [(log.event, log.from_status, log.to_status, log.actor, log.message) for log in refund.logs.order_by("id")] == [
         ("requested", "", "pending_approval", None, "Requested"),
+        ("note", "", "", None, "A note between"),
         ("status_changed", "pending_approval", "canceled", agent, "Withdrawn at once"),
     ]
 
