@@ -186,7 +186,7 @@ def _refund_file(
     fingerprint,
     requested_by,
     product,
-    dispute_override_reason="",
+    dispute_override_reason,
     **fields,
 ) -> RefundRequest:
     """Inside the caller's transaction: lock the payment, settle and check the amount, create

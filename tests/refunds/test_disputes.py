@@ -259,10 +259,16 @@ def test_a_dispute_known_from_a_webhook_refuses_even_while_stripe_is_unreachable
     stripe_sandbox.set_faults(503, count=None)
     try:
         response = post_refund(api, agent, pi, 500, "du-second")
+        # An agent's override reason does not get it through either: only a finance manager's would.
+        overriding = post_refund(api, agent, pi, 500, "du-third", dispute_override_reason="Customer agreed")
     finally:
         stripe_sandbox.clear_faults()
-    assert response.status_code == 422 and response.json()["error"]["code"] == "payment_disputed"
-    assert not RefundRequest.objects.filter(merchant_refund_id="du-second").exists()
+    error = response.json()["error"]
+    assert (response.status_code, error["code"], error["field"]) == (422, "payment_disputed", "connector_transaction_id")
+    assert dispute["id"] in error["message"] and "could pay the customer twice" in error["message"]
+    assert overriding.status_code == 403
+    assert overriding.json()["error"]["field"] == "dispute_override_reason"
+    assert not RefundRequest.objects.filter(merchant_refund_id__in=["du-second", "du-third"]).exists()
 
 
 def test_a_won_dispute_lets_refunds_through_again(api, agent, stripe_sandbox):
