@@ -325,8 +325,8 @@ def test_the_refusal_is_money_in_the_reader_s_language(api, agent, stripe_sandbo
 
 
 def test_the_auto_approval_record_reads_the_same_whatever_the_filer_s_language(api, agent, stripe_sandbox, settings):
-    """The approval's comment is stored text, read by everyone: English figures even when the
-    agent's support tool asks in German."""
+    """The request's log and the approval's comment are stored text, read by everyone: English
+    figures even when the agent's support tool asks in German."""
     settings.REFUND_AUTO_APPROVE_THRESHOLDS = {"USD": 500_000}
     pi = stripe_sandbox.create_payment(750_000)
 
@@ -336,5 +336,6 @@ def test_the_auto_approval_record_reads_the_same_whatever_the_filer_s_language(a
     )
 
     assert response.status_code == 201 and response.json()["status"] == "approved"
-    approval = RefundRequest.objects.get(merchant_refund_id=f"mr-{pi}").approvals.get()
-    assert approval.comment == "At or under the auto-approve threshold of 5,000.00 USD"
+    refund = RefundRequest.objects.get(merchant_refund_id=f"mr-{pi}")
+    assert refund.approvals.get().comment == "At or under the auto-approve threshold of 5,000.00 USD"
+    assert refund.logs.order_by("id").first().message == f"Requested 25.00 USD on {pi}"
