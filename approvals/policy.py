@@ -6,7 +6,7 @@ from django.db.models import Q, Sum
 
 from approvals.models import Approval, ApproverLimit, AutoApproveThreshold
 from refunds.models import RefundRequest, RefundStatus
-from refunds.money import Money, format_minor
+from refunds.money import STORED_TEXT_LOCALE, Money, format_minor
 from refunds.reports.calendar import business_today, day_start
 
 UNLIMITED = 2**62
@@ -39,20 +39,24 @@ def auto_approve_refusal_for(*, amount: Money, payment, threshold: int) -> str:
     customer's), so the sums are current. `threshold`: the currency's (auto_approve_threshold),
     which the caller has just read."""
     currency, amount = amount.currency, amount.minor_amount
-    over = f"over the {format_minor(threshold, currency)} threshold"
+    # The answer is stored (intake's note) and read by anyone: one fixed notation.
+    def money(minor: int) -> str:
+        return format_minor(minor, currency, STORED_TEXT_LOCALE)
+
+    over = f"over the {money(threshold)} threshold"
     # (An amount over the threshold alone is refused here too: the payment's sum includes it.
     # Intake asks only for amounts at or under it.)
     mine = RefundRequest.objects.filter(currency=currency)
     on_payment = amount + _auto_approved_minor(mine.filter(payment_id=payment.pk))
     if on_payment > threshold:
-        return f"auto-approved refunds on this payment would reach {format_minor(on_payment, currency)}, {over}"
+        return f"auto-approved refunds on this payment would reach {money(on_payment)}, {over}"
     customer = payment.customer
     if settings.REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY and customer:
         theirs = mine.filter(payment__provider=payment.provider, payment__customer=customer)
         today = amount + _auto_approved_minor(theirs, since=day_start(business_today()))
         if today > threshold:
             return (
-                f"auto-approved refunds for customer {customer} today would reach {format_minor(today, currency)}, "
+                f"auto-approved refunds for customer {customer} today would reach {money(today)}, "
                 f"{over}"
             )
     return ""

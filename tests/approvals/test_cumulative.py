@@ -145,3 +145,22 @@ def test_per_customer_per_day_admits_a_total_exactly_at_the_threshold(api, agent
     assert [file(api, agent, one, "r-0", 3_000)["status"], file(api, agent, two, "r-1", 2_000)["status"]] == [
         "approved", "approved",  # 50.00 USD today: at the threshold, not over it
     ]
+
+
+def test_the_note_reads_the_same_whatever_the_filer_s_language(api, agent, stripe_sandbox):
+    """Why a refund waits is stored text: English figures though the agent files in German."""
+    pi = stripe_sandbox.create_payment(12_000)
+    file(api, agent, pi, "de-0", 4_000)
+
+    response = api(agent).post(
+        "/api/refunds/",
+        {"merchant_refund_id": "de-1", "connector_transaction_id": pi, "amount": {"minor_amount": 4_000, "currency": "USD"}},
+        format="json", HTTP_ACCEPT_LANGUAGE="de-DE",
+    )
+
+    assert response.status_code == 201 and response.json()["status"] == "pending_approval"
+    note = RefundRequest.objects.get(merchant_refund_id="de-1").logs.get(event=RefundLog.Event.NOTE)
+    assert note.message == (
+        "Waits for a finance manager: auto-approved refunds on this payment would reach 80.00 USD, "
+        "over the 50.00 USD threshold"
+    )
