@@ -2,7 +2,8 @@
 the row, without a savepoint of its own (refunds/services/transitions.py)."""
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from refunds import errors
 from refunds.models import RefundLog, RefundRequest, RefundStatus
@@ -33,7 +34,7 @@ def test_a_refused_move_leaves_the_callers_transaction_usable():
 
 def test_a_locked_row_outside_a_transaction_is_refused_and_nothing_is_written():
     refund = RefundFactory(status=RefundStatus.APPROVED)
-    with pytest.raises(RuntimeError, match="needs the transaction that locked the row"):
+    with pytest.raises(RuntimeError, match=r"^refund_transition\(locked=\.\.\.\) needs the transaction that locked the row$"):
         transitions.refund_transition(refund_id=refund.pk, locked=refund, to_status=RefundStatus.PROCESSING)
 
     refund.refresh_from_db()
@@ -52,3 +53,37 @@ def test_the_callers_log_rows_go_in_around_the_moves_own_in_order():
     assert list(refund.logs.order_by("id").values_list("event", "message")) == [
         ("note", "before the move"), ("status_changed", ""), ("provider_call", "after the move"),
     ]
+
+
+def test_the_callers_expectation_and_corrections_hold_on_a_locked_row():
+    """`expected_from` refuses a move the table allows when the row is not where the caller
+    thought; `allow_correction` admits the provider's correction (succeeded → failed) that the
+    table alone refuses."""
+    refund = RefundFactory(status=RefundStatus.APPROVED)
+    with transaction.atomic():
+        row = locked(refund.pk)
+        with pytest.raises(errors.InvalidTransition, match="is approved, not pending_approval"):
+            transitions.refund_transition(refund_id=refund.pk, locked=row, to_status=RefundStatus.CANCELED,
+                                          expected_from={RefundStatus.PENDING_APPROVAL})
+    done = RefundFactory(status=RefundStatus.SUCCEEDED)
+    with transaction.atomic():
+        row = locked(done.pk)
+        with pytest.raises(errors.InvalidTransition):
+            transitions.refund_transition(refund_id=done.pk, locked=row, to_status=RefundStatus.FAILED)
+        transitions.refund_transition(refund_id=done.pk, locked=row, to_status=RefundStatus.FAILED, allow_correction=True)
+
+    refund.refresh_from_db()
+    done.refresh_from_db()
+    assert (refund.status, done.status) == (RefundStatus.APPROVED, RefundStatus.FAILED)
+
+
+def test_a_move_on_a_locked_row_is_two_statements_and_no_savepoint():
+    """The row's UPDATE and the log rows' one INSERT, in the caller's transaction: nothing else
+    (the hot path's statement count, bench/README.md)."""
+    refund = RefundFactory(status=RefundStatus.APPROVED)
+    with transaction.atomic():
+        row = locked(refund.pk)
+        with CaptureQueriesContext(connection) as queries:
+            transitions.refund_transition(refund_id=refund.pk, locked=row, to_status=RefundStatus.PROCESSING)
+
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["UPDATE", "INSERT"]
