@@ -84,6 +84,9 @@ def test_a_move_on_a_locked_row_is_two_statements_and_no_savepoint():
     with transaction.atomic():
         row = locked(refund.pk)
         with CaptureQueriesContext(connection) as queries:
-            transitions.refund_transition(refund_id=refund.pk, locked=row, to_status=RefundStatus.PROCESSING)
+            transitions.refund_transition(refund_id=refund.pk, locked=row, to_status=RefundStatus.PROCESSING,
+                                          actor=refund.requested_by, message="claimed", data={"attempt": 1})
 
     assert [q["sql"].split()[0] for q in queries.captured_queries] == ["UPDATE", "INSERT"]
+    log = refund.logs.get()
+    assert (log.actor, log.message, log.data) == (refund.requested_by, "claimed", {"attempt": 1})
