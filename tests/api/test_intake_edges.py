@@ -316,3 +316,24 @@ def test_the_product_typed_wins_over_the_payments_and_the_payments_fills_in(api,
     untyped = client.post("/api/refunds/", body(pi, merchant_refund_id="untyped", product=""), format="json")
 
     assert (typed.json()["product"], untyped.json()["product"]) == ("Blue mug", "Desk lamp")
+
+
+def test_a_request_s_fingerprint_stays_what_earlier_versions_stored():
+    """Fingerprints are stored with each refund and compared when the same merchant_refund_id
+    comes again, maybe after a deploy: a request must hash as it always has (the keys named
+    inside the hash included), or a retry of an old request would be a 409 instead of a replay.
+    Pinned values for a request without and with the optional parts (items, reason code,
+    dispute override)."""
+    from refunds.providers.base import LineItem
+    from refunds.services.intake import _request_fingerprint
+
+    base = dict(provider="robokassa", connector_transaction_id="100", amount=Money(1500, "RUB"), reason="Broken",
+                metadata={"ticket": "ZD-1"}, product="Kettle", requested_by=7)
+    items = [LineItem(name="Kettle", quantity=1, cost=Money(1500, "RUB"), tax="vat20")]
+
+    assert _request_fingerprint(items=[], reason_code="", **base) == (
+        "f0b10fc8373c85a7841f07b17d848f33b1d37ea21ebe01e74d5a1d8c7c57b471"
+    )
+    assert _request_fingerprint(
+        items=items, reason_code="product_return", dispute_override_reason="Agreed", **base
+    ) == "780f8b5c49bd78481cd9859416907f864cc42daa7e2d7819c645246e46e7e27f"
