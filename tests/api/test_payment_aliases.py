@@ -92,6 +92,23 @@ def test_a_payment_first_filed_unverified_by_its_charge_joins_the_payment_when_v
     assert payment_lock_and_refresh(provider="stripe", connector_transaction_id="ch_stray", info=None) == payment
 
 
+def test_only_the_provider_s_own_rows_are_folded_into_its_payment(agent):
+    """Prism's Stripe connector names charges alike (ch_…): its row for the same charge id is
+    another provider's payment, and its refunds stay with it when Stripe's payment is refreshed."""
+    through_prism = payment_lock_and_refresh(provider="prism_stripe", connector_transaction_id="ch_both", info=None)
+    theirs = RefundFactory(payment=through_prism, connector_transaction_id="ch_both", amount_minor=6_000)
+    info = PaymentInfo(
+        connector_transaction_id="pi_direct", amount=Money(8_000, "USD"), amount_refunded=0, status="succeeded",
+        aliases=("ch_both",),
+    )
+
+    payment = payment_lock_and_refresh(provider="stripe", connector_transaction_id="pi_direct", info=info)
+
+    theirs.refresh_from_db()
+    assert theirs.payment == through_prism != payment
+    assert payment_lock_and_refresh(provider="prism_stripe", connector_transaction_id="ch_both", info=None) == through_prism
+
+
 def test_rows_filed_under_both_ids_before_aliases_existed_become_one_on_the_next_intake(api, agent, stripe_sandbox):
     """Before migration 0011 each id had its own row; the next intake folds them together, so
     the refunds filed under the charge count against what remains."""
