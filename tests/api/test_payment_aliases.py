@@ -140,3 +140,39 @@ def test_the_preview_by_charge_counts_a_row_made_before_aliases_existed(agent, s
 
     assert (preview.connector_transaction_id, preview.awaiting, preview.refundable_now) == (ch, 6_000, 2_000)
     assert not PaymentAlias.objects.exists()  # a preview writes nothing
+
+
+def test_the_provider_s_answer_is_stored_cut_to_the_columns_and_a_dispute_with_its_dates():
+    """What Stripe says of a payment lands on its row: over-long names cut to their columns
+    (PostgreSQL would refuse the row), the dispute with when it was opened; a payment the
+    provider reports undisputed has no dispute on its row."""
+    import dataclasses
+    from datetime import datetime, timezone as tz
+
+    from refunds.providers.base import DisputeInfo, DisputeState
+
+    opened = datetime(2026, 11, 30, 9, 15, tzinfo=tz.utc)
+    dispute = DisputeInfo(
+        dispute_id="dp_" + "9" * 297, state=DisputeState.OPEN, provider_status="s" * 40, amount=Money(8_000, "USD"),
+        reason="r" * 70, opened_at=opened,
+    )
+    info = PaymentInfo(
+        connector_transaction_id="pi_long", amount=Money(8_000, "USD"), amount_refunded=0, status="succeeded",
+        product="p" * 250, customer="c" * 300, disputes_known=True, dispute=dispute,
+    )
+
+    payment = payment_lock_and_refresh(provider="stripe", connector_transaction_id="pi_long", info=info)
+
+    payment.refresh_from_db()
+    assert (payment.product, payment.customer) == ("p" * 200, "c" * 255)
+    assert (payment.dispute_id, payment.dispute_state, payment.dispute_status, payment.dispute_reason) == (
+        dispute.dispute_id[:255], "open", "s" * 32, "r" * 64,
+    )
+    assert (payment.dispute_amount_minor, payment.dispute_opened_at) == (8_000, opened)
+
+    undisputed = payment_lock_and_refresh(
+        provider="stripe", connector_transaction_id="pi_long", info=dataclasses.replace(info, dispute=None)
+    )
+    undisputed.refresh_from_db()
+    assert (undisputed.dispute_id, undisputed.dispute_state, undisputed.dispute_status, undisputed.dispute_reason,
+            undisputed.dispute_amount_minor, undisputed.dispute_opened_at) == ("", "", "", "", None, None)
