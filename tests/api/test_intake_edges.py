@@ -337,3 +337,23 @@ def test_a_request_s_fingerprint_stays_what_earlier_versions_stored():
     assert _request_fingerprint(
         items=items, reason_code="product_return", dispute_override_reason="Agreed", **base
     ) == "780f8b5c49bd78481cd9859416907f864cc42daa7e2d7819c645246e46e7e27f"
+
+
+def test_a_lookup_waits_for_stripe_s_own_rate_and_files_unverified_when_it_is_fully_booked(
+    api, agent, stripe_sandbox, settings
+):
+    """Intake's payment lookup books a slot of Stripe's rate like every other call: with this
+    window taken (and no wait allowed), Stripe is asked nothing and the refund is accepted
+    unverified, to be checked before anything is executed."""
+    from tests.refunds.test_claim_edges import fully_booked
+
+    pi = stripe_sandbox.create_payment(10_000)
+    settings.PROVIDER_RATE_MAX_WAIT_INTAKE_SECONDS = 0
+    fully_booked(settings)
+    requests = stripe_sandbox.stats()["requests"]
+
+    response = api(agent).post("/api/refunds/", intake_body(pi, merchant_refund_id="booked"), format="json")
+
+    assert response.status_code == 201, response.content
+    assert stripe_sandbox.stats()["requests"] == requests
+    assert RefundRequest.objects.get(merchant_refund_id="booked").payment_verified is False
