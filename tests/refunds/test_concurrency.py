@@ -99,9 +99,9 @@ def test_remainder_counts_refunds_sent_since_the_provider_was_asked():
 
 @needs_row_locks
 def test_an_event_another_worker_is_processing_is_skipped_not_waited_for(stripe_sandbox):
-    """A webhook event delivered twice at once (Stripe retries, two worker threads): the second
-    worker finds its row locked and moves on at once, without asking Stripe or counting an
-    attempt; the first one's processing stands."""
+    """A webhook event delivered twice at once (Stripe retries, two worker threads): while one
+    worker holds the event's row, the other finds it locked and moves on at once, without
+    asking Stripe or counting an attempt (the holder here only holds the lock)."""
     import threading
 
     from django.db import transaction
