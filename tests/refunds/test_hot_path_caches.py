@@ -1,9 +1,18 @@
 """What the hot path keeps instead of reading again: a user's permissions in one query
-(refunds/auth_backends.py) and the Stripe adapter reused per process (refunds/providers)."""
+(refunds/auth_backends.py), the Stripe adapter reused per process (refunds/providers) and, on
+PostgreSQL, statements prepared once per connection (refundoffice/settings.py)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import Group, Permission, User
+from django.db import connection
+
+from refunds.models import RefundRequest
 
 from refunds import providers
 from refunds.auth_backends import OneQueryModelBackend
@@ -57,3 +66,46 @@ def test_the_stripe_adapter_is_reused_until_a_setting_changes(settings, monkeypa
     # A forked child (another process id) never shares its parent's adapter and sockets.
     monkeypatch.setattr(providers.os, "getpid", lambda: -1)
     assert providers.get_provider("stripe") is not rebuilt
+
+
+needs_postgresql = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="prepared statements are PostgreSQL's (SQLite has no such setting)"
+)
+
+
+@needs_postgresql
+@pytest.mark.django_db
+def test_a_statement_run_again_and_again_is_prepared_once_on_its_connection():
+    """The replay check intake runs on every request: after DATABASE_PREPARE_THRESHOLD (5) runs on
+    one connection, PostgreSQL keeps it parsed and planned, and every later run uses that plan
+    with its own values (the right answer for each id, not the first one's)."""
+    for n in range(8):
+        assert RefundRequest.objects.filter(merchant_refund_id=f"never-filed-{n}").first() is None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s",
+            ['%"merchant_refund_id" = $1%'],
+        )
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert len(prepared) == 1, prepared  # one statement, its value a parameter ($1), not in the text
+    assert "never-filed" not in prepared[0]
+
+
+@needs_postgresql
+def test_prepared_statements_can_be_switched_off_for_a_pooler_that_cannot_keep_them():
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        "from django.conf import settings; o = settings.DATABASES['default'].get('OPTIONS', {}); "
+        "print(o.get('server_side_binding'), o.get('prepare_threshold'))"
+    )
+
+    def options(**env):
+        done = subprocess.run(
+            [sys.executable, "-c", f"import django; django.setup(); {code}"],
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "refundoffice.settings", **env},
+            cwd=root, capture_output=True, text=True, check=True,
+        )
+        return done.stdout.split()
+
+    assert options() == ["True", "5"]
+    assert options(DATABASE_PREPARED_STATEMENTS="false") == ["None", "None"]
