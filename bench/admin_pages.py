@@ -39,9 +39,10 @@ def grow_to(target: int, agent_id: int) -> None:
         cursor.execute(
             """
             INSERT INTO refunds_payment (id, provider, connector_transaction_id, amount_minor, currency,
-                                         amount_refunded_minor, status, product, synced_at, created_at)
+                                         amount_refunded_minor, status, product, customer, synced_at, created_at,
+                                         dispute_id, dispute_state, dispute_status, dispute_reason)
             SELECT g, 'stripe', 'pi_bench' || g, 100000, (ARRAY['USD','USD','EUR','JPY'])[1 + mod(g, 4)], 0,
-                   'succeeded', 'Product ' || mod(g, 50), now(), now()
+                   'succeeded', 'Product ' || mod(g, 50), '', now(), now(), '', '', '', ''
             FROM generate_series(%s / 5 + 1, %s / 5 + 1) AS g
             ON CONFLICT DO NOTHING
             """,
@@ -53,7 +54,7 @@ def grow_to(target: int, agent_id: int) -> None:
                 id, merchant_refund_id, provider, connector_transaction_id, payment_id, amount_minor, currency,
                 reason, metadata, product, status, requested_by_id, request_fingerprint, idempotency_key,
                 payment_verified, origin, connector_refund_id, provider_status, error_code, error_message,
-                created_at, updated_at, submit_attempts, poll_count, items)
+                created_at, updated_at, submit_attempts, poll_count, items, dispute_overridden)
             SELECT g, 'bench-' || g, 'stripe', 'pi_bench' || (g / 5 + 1), g / 5 + 1, 100 + mod(g::bigint * 7919, 90000),
                    (ARRAY['USD','USD','EUR','JPY'])[1 + mod(g / 5 + 1, 4)], 'Bench refund', '{}', 'Product ' || mod(g, 50),
                    CASE WHEN mod(g, 20) = 0 THEN 'pending_approval'
@@ -61,7 +62,7 @@ def grow_to(target: int, agent_id: int) -> None:
                         ELSE 'succeeded' END,
                    %s, '', 'bench-key-' || g, true, 'app',
                    CASE WHEN mod(g, 20) < 3 THEN '' ELSE 're_bench' || g END, '', '', '',
-                   now() - (mod(g, 525600) || ' minutes')::interval, now(), 1, 0, '[]'
+                   now() - (mod(g, 525600) || ' minutes')::interval, now(), 1, 0, '[]', ''
             FROM generate_series(%s + 1, %s) AS g
             """,
             [agent_id, start, target],

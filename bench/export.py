@@ -89,9 +89,10 @@ def fill(refunds: int) -> None:
         cursor.execute(
             f"""
             INSERT INTO refunds_payment (id, provider, connector_transaction_id, amount_minor, currency,
-                                         amount_refunded_minor, status, product, customer, synced_at, created_at)
+                                         amount_refunded_minor, status, product, customer, synced_at, created_at,
+                                         dispute_id, dispute_state, dispute_status, dispute_reason)
             SELECT g, 'stripe', 'pi_bench' || g, 100000, ({currencies})[1 + mod(g, 5)], 0,
-                   'succeeded', 'Product ' || mod(g, 50), '', now(), now()
+                   'succeeded', 'Product ' || mod(g, 50), '', now(), now(), '', '', '', ''
             FROM generate_series(1, %s / 5 + 1) AS g
             """,
             [refunds],
@@ -103,7 +104,8 @@ def fill(refunds: int) -> None:
                 id, merchant_refund_id, provider, connector_transaction_id, payment_id, amount_minor, currency,
                 reason, reason_code_id, metadata, product, items, status, requested_by_id, request_fingerprint,
                 idempotency_key, payment_verified, origin, connector_refund_id, provider_status, error_code,
-                error_message, created_at, updated_at, approved_at, resolved_at, submit_attempts, poll_count)
+                error_message, created_at, updated_at, approved_at, resolved_at, submit_attempts, poll_count,
+                dispute_overridden)
             SELECT g, 'bench-' || g, 'stripe', 'pi_bench' || (g / 5 + 1), g / 5 + 1, 100 + mod(g::bigint * 7919, 90000),
                    ({currencies})[1 + mod(g / 5 + 1, 5)], 'Customer says: item ' || mod(g, 97) || ' arrived broken',
                    (ARRAY['product_return','goodwill','duplicate_charge','other'])[1 + mod(g, 4)], '{{}}',
@@ -116,7 +118,7 @@ def fill(refunds: int) -> None:
                    CASE WHEN mod(g, 20) IN (0, 2) THEN NULL ELSE t.created + interval '5 minutes' END,
                    CASE WHEN mod(g, 20) = 0 THEN NULL
                         ELSE t.created + (mod(g, 3000) || ' minutes 17.25 seconds')::interval END,
-                   1, 0
+                   1, 0, ''
             FROM generate_series(1, %s) AS g,
                  LATERAL (SELECT now() - (mod(g, 525600) || ' minutes')::interval AS created) AS t
             """,

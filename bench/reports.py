@@ -62,7 +62,7 @@ INSERT INTO refunds_refundrequest (
     id, merchant_refund_id, provider, connector_transaction_id, payment_id, amount_minor, currency,
     reason, metadata, product, status, requested_by_id, request_fingerprint, idempotency_key,
     payment_verified, origin, connector_refund_id, provider_status, error_code, error_message,
-    created_at, updated_at, approved_at, resolved_at, submit_attempts, poll_count, items)
+    created_at, updated_at, approved_at, resolved_at, submit_attempts, poll_count, items, dispute_overridden)
 SELECT row_number() OVER (ORDER BY c), 'bench-' || g, 'stripe', 'pi_bench' || (g / 5 + 1), g / 5 + 1, 100 + mod(g::bigint * 7919, 90000),
        (ARRAY['USD','USD','EUR','GBP','JPY'])[1 + mod(g / 5 + 1, 5)], 'Bench refund', '{}',
        'Product ' || lpad((mod(g, 7) * mod(g, 11))::text, 2, '0'), status, %(agent)s, '', 'bench-key-' || g,
@@ -73,16 +73,17 @@ SELECT row_number() OVER (ORDER BY c), 'bench-' || g, 'stripe', 'pi_bench' || (g
             ELSE LEAST(now(), c + make_interval(secs => 60 + mod(g::bigint * 13, 7200))) END,
        CASE WHEN status IN ('succeeded', 'failed', 'rejected', 'canceled')
             THEN LEAST(now(), c + make_interval(secs => 600 + mod(g::bigint * 31, 259200))) END,
-       1, 0, '[]'
+       1, 0, '[]', ''
 FROM t
 ORDER BY c  -- a refund table grows in time order: ids and heap pages follow created_at
 """
 
 PAYMENTS_SQL = """
 INSERT INTO refunds_payment (id, provider, connector_transaction_id, amount_minor, currency,
-                             amount_refunded_minor, status, product, customer, synced_at, created_at)
+                             amount_refunded_minor, status, product, customer, synced_at, created_at,
+                             dispute_id, dispute_state, dispute_status, dispute_reason)
 SELECT p, 'stripe', 'pi_bench' || p, 100000, (ARRAY['USD','USD','EUR','GBP','JPY'])[1 + mod(p, 5)], 0,
-       'succeeded', '', '', now(), now()
+       'succeeded', '', '', now(), now(), '', '', '', ''
 FROM generate_series(1, %(n)s / 5 + 1) AS p
 """
 

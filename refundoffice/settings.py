@@ -113,12 +113,13 @@ else:
     # shared by its threads. A thread hands its connection back before it waits on a provider
     # (refunds/dbconn.py), so a worker of 24 threads needs a few connections, not 24, and many
     # workers stay under PostgreSQL's max_connections. 0: one persistent connection per thread.
-    # Prepared statements: psycopg sends the parameters apart from the SQL (server-side binding) and
-    # prepares a statement once its connection has run it DATABASE_PREPARE_THRESHOLD times; PostgreSQL
-    # then parses and plans it once per connection instead of on every call (bench/README.md, "Prepared
-    # statements": about half of PostgreSQL's CPU per refund). Off (false) behind a pooler that cannot
-    # keep a session's prepared statements (PgBouncer in transaction mode before 1.21).
-    if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+    # Prepared statements (off by default): psycopg sends the parameters apart from the SQL
+    # (server-side binding) and prepares a statement once its connection has run it
+    # DATABASE_PREPARE_THRESHOLD times, so PostgreSQL parses and plans it once per connection.
+    # Measured (bench/README.md, "Prepared statements"): intake's PostgreSQL CPU per request about
+    # halves, while the reports dashboard over 1,000,000 refunds is ~5-10 % slower, so it is an
+    # operator's choice. Not behind a pooler that cannot keep a session's prepared statements.
+    if env.bool("DATABASE_PREPARED_STATEMENTS", default=False):
         DATABASES["default"].setdefault("OPTIONS", {}).update(
             server_side_binding=True, prepare_threshold=env.int("DATABASE_PREPARE_THRESHOLD", default=5)
         )

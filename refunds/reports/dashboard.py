@@ -287,17 +287,18 @@ def dashboard_get(
     *, start: date, end: date, tz: str | None = None, measure: str = "count", products: bool = True
 ) -> Dashboard:
     tz = tz or settings.REPORTS_TIME_ZONE
-    return Dashboard(
-        start=start,
-        end=end,
-        tz=tz,
-        volume=dashboard_volume(start=start, end=end, tz=tz, measure=measure),
-        resolution=dashboard_resolution(start=start, end=end, tz=tz),
-        queue=dashboard_queue(),
-        products=(
-            tuple(product_refund_rates(start=start, end=end, tz=tz, limit=TOP_PRODUCTS)) if products else None
-        ),
-    )
+    with report_queries():  # one transaction: each part's queries planned for this range
+        return Dashboard(
+            start=start,
+            end=end,
+            tz=tz,
+            volume=dashboard_volume(start=start, end=end, tz=tz, measure=measure),
+            resolution=dashboard_resolution(start=start, end=end, tz=tz),
+            queue=dashboard_queue(),
+            products=(
+                tuple(product_refund_rates(start=start, end=end, tz=tz, limit=TOP_PRODUCTS)) if products else None
+            ),
+        )
 
 
 def dashboard_default_range(*, tz: str | None = None, days: int = 30) -> tuple[date, date]:
