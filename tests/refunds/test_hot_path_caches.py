@@ -13,10 +13,9 @@ from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import Group, Permission, User
 from django.db import connection
 
-from refunds.models import RefundRequest
-
 from refunds import providers
 from refunds.auth_backends import OneQueryModelBackend
+from refunds.reports.summary import report_queries
 
 
 def permission(codename: str) -> Permission:
@@ -119,3 +118,20 @@ def test_prepared_statements_are_off_unless_asked_for():
     nothing is prepared after 8 runs."""
     assert replays_then_prepared() == []
     assert replays_then_prepared(DATABASE_PREPARED_STATEMENTS="true", DATABASE_PREPARE_THRESHOLD="20") == []
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)  # no test transaction around it: report_queries' own ends
+def test_report_queries_are_planned_for_their_own_range_and_only_they():
+    """A statement prepared per connection may get one generic plan for any value after five runs;
+    for the dashboard's range aggregates over 1,000,000 refunds that plan was measured slower
+    (bench/README.md, "Prepared statements"), so inside report_queries() every query is planned
+    for its own values; the setting ends with the reports' transaction."""
+    def plan_cache_mode() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW plan_cache_mode")
+            return cursor.fetchone()[0]
+
+    with report_queries():
+        assert plan_cache_mode() == "force_custom_plan"
+    assert plan_cache_mode() == "auto"
