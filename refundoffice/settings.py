@@ -117,8 +117,9 @@ else:
     # (server-side binding) and prepares a statement once its connection has run it
     # DATABASE_PREPARE_THRESHOLD times, so PostgreSQL parses and plans it once per connection.
     # Measured (bench/README.md, "Prepared statements"): intake's PostgreSQL CPU per request about
-    # halves, while the reports dashboard over 1,000,000 refunds is ~5-10 % slower, so it is an
-    # operator's choice. Not behind a pooler that cannot keep a session's prepared statements.
+    # halves, but after five runs PostgreSQL may keep one generic plan for any value, which lost
+    # the per-value plan of a query on a rare status (the dashboard's waiting list: 1 -> 28 ms over
+    # 1,000,000 refunds), so it is off. Not behind a pooler that cannot keep prepared statements.
     if env.bool("DATABASE_PREPARED_STATEMENTS", default=False):
         DATABASES["default"].setdefault("OPTIONS", {}).update(
             server_side_binding=True, prepare_threshold=env.int("DATABASE_PREPARE_THRESHOLD", default=5)
