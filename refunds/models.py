@@ -81,7 +81,7 @@ class Payment(models.Model):
     amount_refunded_minor = models.BigIntegerField(default=0)
     status = models.CharField(max_length=32, blank=True)
     product = models.CharField(max_length=200, blank=True)
-    customer = models.CharField(max_length=255, blank=True, db_index=True)
+    customer = models.CharField(max_length=255, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # The payment's latest dispute (chargeback or inquiry), as its provider last described it;
@@ -99,6 +99,14 @@ class Payment(models.Model):
             models.UniqueConstraint(
                 fields=["provider", "connector_transaction_id"], name="payment_unique_per_provider"
             )
+        ]
+        indexes = [
+            # The customer's other refunds (the approval queue's column, the per-customer
+            # auto-approval rule) are only ever looked up for a known customer. Partial: with many
+            # payments of no customer, a plain index looked useless to the planner for a value it
+            # did not know, and the queue's subquery read every payment per row (1.3 s over
+            # 200,000 payments, 2 ms with this index).
+            models.Index(fields=["customer"], condition=~Q(customer=""), name="payment_customer_idx"),
         ]
 
     def __str__(self):
