@@ -44,9 +44,9 @@ def report_queries():
     aggregates over an index range (a month: ~100k rows) compiling costs more (~200 ms) than
     it saves. The percentiles sort a month of intervals: room for that in memory rather than
     a temp file. Statements are prepared per connection (settings: DATABASE_PREPARED_STATEMENTS),
-    and after five runs PostgreSQL may plan one once for any range; planned for this range
-    instead, the dashboard and the summary stay as fast as before (bench/README.md, "Prepared
-    statements"). SET LOCAL ends with the transaction (the caller's, if it has one)."""
+    and after five runs PostgreSQL may plan one once for any range, which made these queries
+    slower; planned for each range they take the same time either way (bench/README.md,
+    "Prepared statements"). SET LOCAL ends with the transaction (the caller's, if it has one)."""
     if connection.vendor != "postgresql":
         yield
         return

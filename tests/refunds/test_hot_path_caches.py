@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.contrib.auth.backends import ModelBackend
@@ -90,10 +91,13 @@ with connection.cursor() as cursor:
 
 def replays_then_prepared(**env) -> list[str]:
     db = connection.settings_dict
-    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    login = quote(db["USER"], safe="") + (f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else "")
+    url = f"postgres://{login}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    # The shell's own DATABASE_PREPARE* settings are left out: each case says its own.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE_PREPARE")}
     done = subprocess.run(
         [sys.executable, "-c", REPLAYS_THEN_PREPARED],
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "refundoffice.settings", "DATABASE_URL": url, **env},
+        env={**inherited, "DJANGO_SETTINGS_MODULE": "refundoffice.settings", "DATABASE_URL": url, **env},
         cwd=ROOT, capture_output=True, text=True,
     )
     assert done.returncode == 0, done.stderr[-2000:]
