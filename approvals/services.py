@@ -50,13 +50,15 @@ def _customer_lock(*, provider: str, customer: str) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest[:8], "big", signed=True)])
 
 
-def auto_approval_check(*, payment: Payment, amount: Money, threshold: int) -> str:
+def auto_approval_check(*, payment: Payment, amount: Money, threshold: int, on_payment_already: int | None = None) -> str:
     """For intake, before the refund's row exists: "" when a refund of `amount` on `payment` is
     approved at once, else why not (approvals.policy.auto_approve_refusal_for). The caller holds
     the payment's row lock in its open transaction; the customer's is taken here, after it."""
     if settings.REFUND_AUTO_APPROVE_PER_CUSTOMER_DAY:
         _customer_lock(provider=payment.provider, customer=payment.customer)
-    return auto_approve_refusal_for(amount=amount, payment=payment, threshold=threshold)
+    return auto_approve_refusal_for(
+        amount=amount, payment=payment, threshold=threshold, on_payment_already=on_payment_already
+    )
 
 
 def auto_approval_refused_note(refusal: str) -> RefundLog:

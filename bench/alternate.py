@@ -3,7 +3,10 @@ alternating, in one run, so a setting's before and after share the machine's mom
 
 Each `--side NAME:VAR=VALUE[,VAR=VALUE]` is one environment (added to this shell's). Round i
 runs every side once, in turn, the order turned round on every other round (A B, B A, A B …),
-so neither side always runs first on a warmer or a busier machine. The script after `--` is run
+so neither side always runs first on a warmer or a busier machine. A side may set `TREE=PATH`:
+that side runs the script from another checkout (e.g. `git worktree add /tmp/before <commit>`),
+the script's path taken relative to it, with this checkout's Python; so a code change's before
+and after run side by side too. The script after `--` is run
 as it is, with its options; its JSON report is kept whole per run, and the figures named by
 `--pick` (dotted paths into the report, e.g. `requests_per_second`,
 `cpu.by_role.gunicorn.cpu_ms_per_unit`) are printed per side, run by run, with the load
@@ -80,7 +83,9 @@ def main():
             load = os.getloadavg()[0]
             print(f"{time.strftime('%H:%M:%S')} round {round_no}: {name} (load {load:.2f})",
                   file=sys.stderr, flush=True)
-            done = subprocess.run(script, env={**os.environ, **extra}, capture_output=True, text=True, cwd=HERE.parent)
+            tree = extra.get("TREE", HERE.parent)
+            env = {**os.environ, **{var: value for var, value in extra.items() if var != "TREE"}}
+            done = subprocess.run(script, env=env, capture_output=True, text=True, cwd=tree)
             if done.returncode != 0:
                 sys.stderr.write(done.stderr[-4000:])
                 sys.exit(f"{name}, round {round_no}: the benchmark exited {done.returncode}")

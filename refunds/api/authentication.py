@@ -1,9 +1,12 @@
 import hashlib
 import secrets
 
+from django.contrib.auth import get_user_model
+from django.db import connection
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from refunds import rows
 from refunds.models import ApiToken
 
 
@@ -16,6 +19,26 @@ def api_token_create(*, user) -> str:
     key = "ro_" + secrets.token_urlsafe(32)
     ApiToken.objects.create(user=user, key_hash=_digest(key), prefix=key[:10])
     return key
+
+
+def _token_with_user(key_hash: str) -> ApiToken | None:
+    """The live token with this hash, its user loaded with it (select_related("user") by hand:
+    one statement on every API request, refunds.rows says why)."""
+    user_model = get_user_model()
+    quote = connection.ops.quote_name
+    joined = f"u.{quote(user_model._meta.pk.column)} = t.{quote(ApiToken._meta.get_field('user').column)}"
+    found = rows.fetch_one(
+        f"SELECT {rows.columns(ApiToken, 't')}, {rows.columns(user_model, 'u')} "
+        f"FROM {rows.table(ApiToken)} t JOIN {rows.table(user_model)} u ON {joined} "
+        f"WHERE t.key_hash = %s AND t.revoked = %s",
+        [key_hash, False],
+    )
+    if found is None:
+        return None
+    split = rows.width(ApiToken)
+    token = rows.instance(ApiToken, found[:split])
+    token.user = rows.instance(user_model, found[split:])
+    return token
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
@@ -33,7 +56,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             key = header[1].decode()
         except UnicodeError:
             raise exceptions.AuthenticationFailed("Invalid token.") from None
-        token = ApiToken.objects.select_related("user").filter(key_hash=_digest(key), revoked=False).first()
+        token = _token_with_user(_digest(key))
         if token is None or not token.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid token.")
         now = timezone.now()

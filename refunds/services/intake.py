@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 
 from approvals.policy import auto_approve_threshold
 from approvals.services import auto_approval_check, auto_approval_refused_note, refund_create_auto_approved
-from refunds import errors
+from refunds import errors, rows
 from refunds.models import RefundLog, RefundRequest, RefundStatus
 from refunds.money import STORED_TEXT_LOCALE, Money, format_minor
 from refunds.providers.base import LineItem, PaymentInfo, TransientProviderError
@@ -22,6 +22,7 @@ from refunds.services.payments import (
     payment_check_amount,
     payment_info_fetch,
     payment_lock_and_refresh,
+    payment_refund_sums,
     payment_refundable_remaining,
     provider_adapter,
 )
@@ -199,18 +200,22 @@ def _refund_file(
         if not dispute_override_reason:
             raise errors.PaymentDisputed(disputed_message(payment), field="connector_transaction_id")
         overridden = payment.dispute_id
+    # What the payment's refunds add up to, the auto-approved part in the refund's currency
+    # included: one statement, read once under the lock for the amount's checks and the policy.
+    sums = payment_refund_sums(payment=payment, auto_approved_currency=amount.currency if amount else payment.currency)
     if amount is None:
-        remaining = payment_refundable_remaining(payment=payment)
+        remaining = payment_refundable_remaining(payment=payment, sums=sums)
         if not remaining or remaining <= 0:
             raise errors.AmountExceedsRefundable("Nothing remains refundable on this payment.", field="amount")
         amount = Money(remaining, payment.currency)
     if items:
         _check_items_add_up(items=items, amount=amount)
-    payment_check_amount(payment=payment, amount=amount)
+    payment_check_amount(payment=payment, amount=amount, sums=sums)
     notes = [_override_note(payment=payment, actor=requested_by, reason=dispute_override_reason)] if overridden else []
     return _refund_create_judged(
         amount=amount,
         payment=payment,
+        auto_approved_on_payment=sums.auto_approved,
         notes=notes,
         actor=requested_by,
         # Stored and read later by anyone: one fixed notation, not the filer's language.
@@ -230,16 +235,21 @@ def _refund_file(
     )
 
 
-def _refund_create_judged(*, amount: Money, payment, notes: list, **create) -> RefundRequest:
+def _refund_create_judged(
+    *, amount: Money, payment, auto_approved_on_payment: int, notes: list, **create
+) -> RefundRequest:
     """Create the refund (transitions.refund_create's arguments) with the approval policy's answer:
     at or under the threshold the policy is asked before the row is made, under the payment's
     lock taken by the caller (it counts the payment's other refunds), so an approved refund is
-    inserted approved; a refused one gets a note saying why. The refund comes back with its
-    approvals loaded (the API's answer shows them)."""
+    inserted approved; a refused one gets a note saying why. `auto_approved_on_payment`: the
+    payment's auto-approved sum, read by the caller under that lock (payment_refund_sums). The
+    refund comes back with its approvals loaded (the API's answer shows them)."""
     threshold = auto_approve_threshold(amount.currency)
     refusal = None  # over the threshold: the policy is not asked
     if amount.minor_amount <= threshold:
-        refusal = auto_approval_check(payment=payment, amount=amount, threshold=threshold)
+        refusal = auto_approval_check(
+            payment=payment, amount=amount, threshold=threshold, on_payment_already=auto_approved_on_payment
+        )
     if refusal:
         notes = [*notes, auto_approval_refused_note(refusal)]
     create.update(
@@ -299,12 +309,17 @@ def _check_items_add_up(*, items: list[LineItem], amount: Money) -> None:
 
 
 def _replay(*, merchant_refund_id: str, fingerprint: str) -> RefundRequest | None:
-    existing = RefundRequest.objects.filter(merchant_refund_id=merchant_refund_id).first()
+    # Asked of every request, and almost always answered "no such refund": the id and the
+    # fingerprint only, in hand-written SQL (refunds.rows says why); the row itself only for a replay.
+    existing = rows.fetch_one(
+        f"SELECT id, request_fingerprint FROM {rows.table(RefundRequest)} WHERE merchant_refund_id = %s",
+        [merchant_refund_id],
+    )
     if existing is None:
         return None
-    if existing.request_fingerprint != fingerprint:
+    if existing[1] != fingerprint:
         raise errors.IdempotencyConflict(
             f"merchant_refund_id {merchant_refund_id!r} was already used for a different request.",
             field="merchant_refund_id",
         )
-    return existing
+    return RefundRequest.objects.get(pk=existing[0])

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Q, Sum
+from django.db.models import F, Q
 from django.db.models.functions import Least
 from django.utils import timezone
 
-from refunds import errors
+from approvals.models import Approval
+from refunds import errors, rows
 from refunds.models import OPEN_STATUSES, Payment, PaymentAlias, RefundRequest, RefundStatus
 from refunds.money import Money, format_minor
 from refunds.providers import UnknownProvider, get_provider
@@ -29,34 +30,56 @@ class RefundSums:
 
     not_yet_at_provider: int  # open and not sent yet
     known_at_provider: int  # sent (open or succeeded): the provider holds them
+    # Auto-approved and still moving money (open or succeeded), in the currency asked for: what the
+    # approval policy counts against the threshold (approvals.policy; asked only by intake).
+    auto_approved: int = 0
 
 
-def payment_refund_sums(*, payment: Payment | None, exclude_refund_id: int | None = None) -> RefundSums:
+_COUNTED = sorted({*OPEN_STATUSES, RefundStatus.SUCCEEDED})
+
+
+def payment_refund_sums(
+    *, payment: Payment | None, exclude_refund_id: int | None = None, auto_approved_currency: str = ""
+) -> RefundSums:
+    """Both sums (and with `auto_approved_currency` the auto-approved one) in one statement:
+    intake reads them under the payment's lock on every refund, in hand-written SQL (refunds.rows
+    says why). The refunds counted are the open and succeeded ones: those that move money."""
     if payment is None:
         return RefundSums(0, 0)
-    # One statement for both sums (intake reads them under the payment's lock on every refund).
-    sums = (
-        RefundRequest.objects.filter(payment=payment, status__in=[*OPEN_STATUSES, RefundStatus.SUCCEEDED])
-        .exclude(pk=exclude_refund_id)
-        .aggregate(
-            not_yet=Sum("amount_minor", filter=Q(status__in=OPEN_STATUSES, connector_refund_id="")),
-            known=Sum("amount_minor", filter=~Q(connector_refund_id="")),
-        )
+    marks = ", ".join(["%s"] * len(OPEN_STATUSES))
+    params = [*sorted(OPEN_STATUSES), auto_approved_currency, Approval.Decision.AUTO_APPROVED, payment.pk, *_COUNTED]
+    excluded = ""
+    if exclude_refund_id is not None:
+        excluded = " AND r.id <> %s"
+        params.append(exclude_refund_id)
+    not_yet, known, auto = rows.fetch_one(
+        f"SELECT "
+        f"COALESCE(SUM(CASE WHEN r.status IN ({marks}) AND r.connector_refund_id = '' THEN r.amount_minor END), 0), "
+        f"COALESCE(SUM(CASE WHEN r.connector_refund_id <> '' THEN r.amount_minor END), 0), "
+        f"COALESCE(SUM(CASE WHEN r.currency = %s AND EXISTS (SELECT 1 FROM {rows.table(Approval)} a "
+        f"WHERE a.refund_id = r.id AND a.decision = %s) THEN r.amount_minor END), 0) "
+        f"FROM {rows.table(RefundRequest)} r "
+        f"WHERE r.payment_id = %s AND r.status IN ({', '.join(['%s'] * len(_COUNTED))}){excluded}",
+        params,
     )
-    return RefundSums(not_yet_at_provider=sums["not_yet"] or 0, known_at_provider=sums["known"] or 0)
+    return RefundSums(not_yet_at_provider=not_yet, known_at_provider=known, auto_approved=auto)
 
 
-def payment_refundable_remaining(*, payment: Payment, exclude_refund_id: int | None = None) -> int | None:
+def payment_refundable_remaining(
+    *, payment: Payment, exclude_refund_id: int | None = None, sums: RefundSums | None = None
+) -> int | None:
     """What may still be refunded. None when the payment's amount is not known yet.
 
     Refunds that reached the provider are in its refunded amount, but that figure was read
     before the payment row was locked and may be stale: a worker may have sent one of ours
     since. So the part at the provider is the larger of the provider's figure and the sum of
     the refunds we know are there; refunds not yet sent are added on top. A provider that
-    reports no refunded sum (Robokassa) still has ours."""
+    reports no refunded sum (Robokassa) still has ours. `sums`: read already (intake reads them
+    once), else read here."""
     if payment.amount_minor is None:
         return None
-    sums = payment_refund_sums(payment=payment, exclude_refund_id=exclude_refund_id)
+    if sums is None:
+        sums = payment_refund_sums(payment=payment, exclude_refund_id=exclude_refund_id)
     at_provider = max(payment.amount_refunded_minor, sums.known_at_provider)
     return payment.amount_minor - at_provider - sums.not_yet_at_provider
 
@@ -185,13 +208,15 @@ def payment_count_refund_succeeded(*, refund: RefundRequest) -> None:
     ).update(amount_refunded_minor=Least(F("amount_refunded_minor") + refund.amount_minor, F("amount_minor")))
 
 
-def payment_check_amount(*, payment: Payment, amount: Money, exclude_refund_id: int | None = None) -> None:
+def payment_check_amount(
+    *, payment: Payment, amount: Money, exclude_refund_id: int | None = None, sums: RefundSums | None = None
+) -> None:
     """Raise when `amount` is in another currency or more than remains refundable."""
     if payment.currency and payment.currency != amount.currency:
         raise errors.CurrencyMismatch(
             f"The payment is in {payment.currency}; the refund asks for {amount.currency}.", field="amount"
         )
-    remaining = payment_refundable_remaining(payment=payment, exclude_refund_id=exclude_refund_id)
+    remaining = payment_refundable_remaining(payment=payment, exclude_refund_id=exclude_refund_id, sums=sums)
     if remaining is not None and amount.minor_amount > remaining:
         raise errors.AmountExceedsRefundable(
             f"{format_minor(amount.minor_amount, amount.currency)} exceeds what remains refundable on the payment "
