@@ -11,6 +11,7 @@ text), so the callers see what a QuerySet would have given them.
 from __future__ import annotations
 
 from django.db import connection
+from django.db.transaction import TransactionManagementError
 
 # Per model and database vendor: the columns and their converters. Derived from the models,
 # the same in every process; nothing shared is kept here.
@@ -68,3 +69,19 @@ def fetch_all(sql: str, params) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+def get_locked(model, pk):
+    """`model.objects.select_for_update().get(pk=pk)` written out: the row, locked until the
+    caller's transaction ends (the worker locks a refund this way at each step). Raises
+    model.DoesNotExist when there is none, and outside a transaction as Django does."""
+    if not connection.in_atomic_block:
+        raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    found = fetch_one(
+        f"SELECT {columns(model, 't')} FROM {table(model)} t WHERE t.{connection.ops.quote_name(model._meta.pk.column)} = %s{lock}",
+        [pk],
+    )
+    if found is None:
+        raise model.DoesNotExist(f"{model._meta.object_name} matching query does not exist.")
+    return instance(model, found)

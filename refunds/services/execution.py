@@ -31,6 +31,7 @@ from refunds.providers.base import (
 )
 from refunds.providers.base import TransactionNotFound as ProviderTransactionNotFound
 from refunds.publish import enqueue_on_commit
+from refunds.rows import get_locked
 from refunds.ratelimit import RateLimited, provider_slot_acquire
 from refunds.services.disputes import DISPUTE_CODE, refund_hold_after_refusal
 from refunds.services.payments import payment_check_amount, payment_count_refund_succeeded, payment_lock_and_refresh
@@ -230,7 +231,7 @@ def _claim_for_submit(refund_id: int) -> RefundRequest | None:
     its answer is recorded; None when another worker holds it or it moved on."""
     lease = timedelta(seconds=settings.REFUND_SUBMIT_LEASE_SECONDS)
     with transaction.atomic():
-        refund = RefundRequest.objects.select_for_update(of=("self",)).get(pk=refund_id)
+        refund = get_locked(RefundRequest, refund_id)
         now = timezone.now()  # once the row is ours: waiting for a pooled connection or the lock is not the call
         attempts = refund.submit_attempts + 1
         if attempts > settings.REFUND_SUBMIT_MAX_ATTEMPTS:
@@ -294,7 +295,7 @@ def refund_record_provider_result(*, refund_id: int, result: RefundResult) -> Re
     """Record what the provider says about a refund. A final refund never moves again."""
     now = timezone.now()
     with transaction.atomic():
-        refund = RefundRequest.objects.select_for_update(of=("self",)).get(pk=refund_id)
+        refund = get_locked(RefundRequest, refund_id)
         answer_log = refund_log_row(
             refund=refund,
             event=RefundLog.Event.PROVIDER_ANSWER,

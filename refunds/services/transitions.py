@@ -22,6 +22,7 @@ from refunds.models import (
     RefundStatus,
 )
 from refunds.redaction import redact
+from refunds.rows import get_locked
 from refunds.signals import refund_status_changed
 
 
@@ -128,7 +129,7 @@ def refund_transition(
         with transaction.atomic(savepoint=False):
             return _apply(locked, to_status, actor, message, data, [*logs_before], [*logs_after], fields)
     with transaction.atomic():
-        refund = RefundRequest.objects.select_for_update(of=("self",)).get(pk=refund_id)
+        refund = get_locked(RefundRequest, refund_id)  # select_for_update().get() by hand (refunds.rows)
         _check(refund, to_status, expected_from=expected_from, allow_correction=allow_correction)
         return _apply(refund, to_status, actor, message, data, [*logs_before], [*logs_after], fields)
 

@@ -1,19 +1,25 @@
 """The hot path's hand-written statements (refunds/rows.py) answer what the ORM's did: the API
 token with its user, the payment's refund sums with the auto-approved part, the threshold. Each
-is checked against the ORM's own answer over rows that differ in every way the query filters on."""
+is checked against the ORM's own answer over rows that differ in every way the query filters on;
+the worker's locked read of a refund locks it as select_for_update() does."""
 
 import datetime
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import OperationalError, connection, transaction
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from approvals import policy
 from approvals.models import Approval, AutoApproveThreshold
-from refunds.api.authentication import _token_with_user, _digest, api_token_create
+from refunds import rows
+from refunds.api.authentication import _digest, _token_with_user, api_token_create
 from refunds.models import ApiToken, RefundRequest, RefundStatus
 from refunds.services import payments
 from tests import factories
+from tests.markers import needs_row_locks
 
 
 def same_fields(loaded, expected) -> None:
@@ -102,3 +108,41 @@ def test_the_threshold_is_the_rows_else_the_settings(settings):
     assert policy.auto_approve_threshold("EUR") == 0  # a row of 0: nothing is approved at once
     assert policy.auto_approve_threshold("JPY") == 700
     assert policy.auto_approve_threshold("USD") == 5_000
+
+
+@pytest.mark.django_db
+def test_a_locked_refund_is_the_row_the_orm_reads():
+    refund = factories.RefundFactory(connector_refund_id="re_1", metadata={"ticket": "T-1"})
+    with transaction.atomic():
+        same_fields(rows.get_locked(RefundRequest, refund.pk), RefundRequest.objects.get(pk=refund.pk))
+        with pytest.raises(RefundRequest.DoesNotExist):
+            rows.get_locked(RefundRequest, refund.pk + 1000)
+
+
+@pytest.mark.django_db(transaction=True)  # no test transaction around it
+def test_locking_outside_a_transaction_is_refused_as_django_refuses_it():
+    refund = factories.RefundFactory()
+    with pytest.raises(TransactionManagementError):
+        rows.get_locked(RefundRequest, refund.pk)
+
+
+@needs_row_locks
+@pytest.mark.django_db(transaction=True)
+def test_a_locked_refund_stays_locked_until_the_transaction_ends():
+    refund = factories.RefundFactory()
+
+    def try_lock() -> str:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT id FROM refunds_refundrequest WHERE id = %s FOR UPDATE NOWAIT", [refund.pk])
+            return "free"
+        except OperationalError:
+            return "locked"
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as other:
+        with transaction.atomic():
+            rows.get_locked(RefundRequest, refund.pk)
+            assert other.submit(try_lock).result() == "locked"
+        assert other.submit(try_lock).result() == "free"
