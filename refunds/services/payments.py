@@ -62,7 +62,8 @@ def payment_refund_sums(
         f"WHERE r.payment_id = %s AND r.status IN ({', '.join(['%s'] * len(_COUNTED))}){excluded}",
         params,
     )
-    return RefundSums(not_yet_at_provider=not_yet, known_at_provider=known, auto_approved=auto)
+    # int(): PostgreSQL's SUM of a bigint is a numeric (Decimal here); the ORM's Sum converts it too.
+    return RefundSums(not_yet_at_provider=int(not_yet), known_at_provider=int(known), auto_approved=int(auto))
 
 
 def payment_refundable_remaining(

@@ -96,6 +96,7 @@ def test_the_refund_sums_and_the_auto_approved_part_match_the_orms():
             mine = RefundRequest.objects.filter(currency=currency, payment=payment).exclude(pk=excluded)
             assert sums == payments.RefundSums(expected_not_yet, expected_known, policy._auto_approved_minor(mine))
             assert sums.auto_approved > 0 and expected_not_yet > 0 and expected_known > 0
+            assert {type(value) for value in vars(sums).values()} == {int}  # not PostgreSQL's Decimal
 
     assert payments.payment_refund_sums(payment=payment).auto_approved == 0  # not asked for
 
