@@ -85,30 +85,3 @@ def get_locked(model, pk):
     if found is None:
         raise model.DoesNotExist(f"{model._meta.object_name} matching query does not exist.")
     return instance(model, found)
-
-
-def insert_all(model, objs: list) -> list:
-    """`model.objects.bulk_create(objs)` for a few rows, written out: one `INSERT … VALUES (…), (…)
-    RETURNING id`. Django's bulk_create sends two rows or more on PostgreSQL as one array per column
-    (`UNNEST`), which psycopg, binding on the client, quotes element by element: most of a refund
-    step's log insert (a refund's log rows come two or three at a time). Values are prepared as the
-    ORM prepares them (`pre_save`: `auto_now_add`; JSON adapted); like bulk_create, no signals."""
-    if not objs:
-        return objs
-    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-    params = []
-    for obj in objs:
-        obj._prepare_related_fields_for_save(operation_name="bulk_create")
-        params += [field.get_db_prep_save(field.pre_save(obj, add=True), connection) for field in fields]
-    quote = connection.ops.quote_name
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    ids = fetch_all(
-        f"INSERT INTO {table(model)} ({', '.join(quote(field.column) for field in fields)}) "
-        f"VALUES {', '.join([row] * len(objs))} RETURNING {quote(model._meta.pk.column)}",
-        params,
-    )
-    for obj, (pk,) in zip(objs, ids, strict=True):  # PostgreSQL and SQLite return them in VALUES order
-        obj.pk = pk
-        obj._state.adding = False
-        obj._state.db = connection.alias
-    return objs

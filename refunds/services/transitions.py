@@ -22,7 +22,7 @@ from refunds.models import (
     RefundStatus,
 )
 from refunds.redaction import redact
-from refunds.rows import get_locked, insert_all
+from refunds.rows import get_locked
 from refunds.signals import refund_status_changed
 
 
@@ -76,7 +76,7 @@ def refund_create(
         ))
     for row in rows:
         row.refund = refund
-    insert_all(RefundLog, rows)
+    RefundLog.objects.bulk_create(rows)
     if announce:
         refund_status_changed.send(
             sender=RefundRequest, refund=refund, from_status="", to_status=status, actor=actor, log=rows[0]
@@ -162,7 +162,7 @@ def _apply(refund, to_status, actor, message, data, logs_before, logs_after, fie
         message=message,
         data=data,
     )
-    insert_all(RefundLog, [*logs_before, own, *logs_after])
+    RefundLog.objects.bulk_create([*logs_before, own, *logs_after])
     refund_status_changed.send(
         sender=RefundRequest, refund=refund, from_status=from_status, to_status=to_status, actor=actor, log=own
     )

@@ -1,8 +1,7 @@
 """The hot path's hand-written statements (refunds/rows.py) answer what the ORM's did: the API
 token with its user, the payment's refund sums with the auto-approved part, the threshold. Each
 is checked against the ORM's own answer over rows that differ in every way the query filters on;
-the worker's locked read of a refund locks it as select_for_update() does; log rows inserted together
-read back as bulk_create left them."""
+the worker's locked read of a refund locks it as select_for_update() does."""
 
 import datetime
 from concurrent.futures import ThreadPoolExecutor
@@ -11,15 +10,14 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import OperationalError, connection, transaction
 from django.db.transaction import TransactionManagementError
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from approvals import policy
 from approvals.models import Approval, AutoApproveThreshold
 from refunds import rows
 from refunds.api.authentication import _digest, _token_with_user, api_token_create
-from refunds.models import ApiToken, RefundLog, RefundRequest, RefundStatus
-from refunds.services import payments, transitions
+from refunds.models import ApiToken, RefundRequest, RefundStatus
+from refunds.services import payments
 from tests import factories
 from tests.markers import needs_row_locks
 
@@ -149,30 +147,3 @@ def test_a_locked_refund_stays_locked_until_the_transaction_ends():
             rows.get_locked(RefundRequest, refund.pk)
             assert other.submit(try_lock).result() == "locked"
         assert other.submit(try_lock).result() == "free"
-
-
-@pytest.mark.django_db
-def test_log_rows_inserted_together_read_back_as_given_in_order():
-    """One INSERT with a VALUES row each (not PostgreSQL's UNNEST arrays, which psycopg quotes
-    element by element): ids in order, `created_at` stamped, JSON, actors and blanks kept."""
-    refund = factories.RefundFactory()
-    manager = factories.manager(username="manager")
-    made = [
-        transitions.refund_log_row(refund=refund, event=RefundLog.Event.NOTE, message="first", data={"n": [1, "ü"]}),
-        transitions.refund_log_row(refund=refund, event=RefundLog.Event.STATUS_CHANGED, from_status="approved",
-                                   to_status="processing", actor=manager),
-        transitions.refund_log_row(refund=refund, event=RefundLog.Event.NOTE, message="it's 'quoted' \\ too"),
-    ]
-
-    with CaptureQueriesContext(connection) as queries:
-        rows.insert_all(RefundLog, made)
-
-    assert len(queries) == 1 and "UNNEST" not in queries[0]["sql"].upper()
-    assert [row.pk for row in made] == sorted(row.pk for row in made) and all(not row._state.adding for row in made)
-    for row in made:
-        same_fields(RefundLog.objects.get(pk=row.pk), row)
-        assert row.created_at is not None
-    assert list(RefundLog.objects.filter(refund=refund).order_by("pk").values_list("message", flat=True)) == [
-        "first", "", "it's 'quoted' \\ too"
-    ]
-    assert rows.insert_all(RefundLog, []) == []
