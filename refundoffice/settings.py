@@ -233,6 +233,9 @@ else:
         "store_processed": False,
     }
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=CELERY_BROKER_URL)
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's own writes a message file after creating it, and a worker reading in between died.
+    CELERY_BROKER_TRANSPORT = "refundoffice.filesystem_broker:Transport"
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True  # a crashed worker's task is redelivered, not lost
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
