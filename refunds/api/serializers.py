@@ -335,6 +335,17 @@ class RefundSerializer(serializers.Serializer):
         return {"code": refund.error_code, "message": refund.error_message} if refund.error_code else None
 
 
+# RefundSerializer keeps nothing between calls (no context, no request; its fields read the
+# refund only), so one instance per process shows every refund: a new one per answer rebuilt its
+# fields (a deep copy of every declared field), which was most of what showing a refund cost.
+_REFUND_SHOWN = RefundSerializer()
+
+
+def refund_shown(refund: RefundRequest) -> dict:
+    """The refund as the API answers with it: RefundSerializer(refund).data, as a plain dict."""
+    return _REFUND_SHOWN.to_representation(refund)
+
+
 class ErrorDetailSerializer(serializers.Serializer):
     code = serializers.CharField(read_only=True, help_text="Machine-readable: what went wrong.")
     message = serializers.CharField(read_only=True)

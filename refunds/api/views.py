@@ -23,6 +23,7 @@ from refunds.api.serializers import (
     RefundSerializer,
     SecondFactorResultSerializer,
     SecondFactorSerializer,
+    refund_shown,
 )
 from refunds.models import ApiToken, RefundRequest
 from refunds.selectors import refund_list_filtered, refund_visible_to, refund_with_approvals, refunds_load_approvals
@@ -84,16 +85,16 @@ class RefundListCreate(ListAPIView):
             # The row as intake made and saved it (its requester is this user), its approvals
             # held already (intake made them): nothing is read again.
             refunds_load_approvals([refund])  # no query when they are held
-            return Response(RefundSerializer(refund).data, status=201)
-        return Response(RefundSerializer(_reload(refund.pk)).data, status=200)
+            return Response(refund_shown(refund), status=201)
+        return Response(refund_shown(_reload(refund.pk)), status=200)
 
 
 class RefundDetail(APIView):
     @extend_schema(**schema.GET_REFUND)
     def get(self, request, merchant_refund_id):
-        return Response(RefundSerializer(
+        return Response(refund_shown(
             _visible(refund_with_approvals(refund_visible_to(request.user)), merchant_refund_id)
-        ).data)
+        ))
 
 
 class _Decision(APIView):
@@ -107,7 +108,7 @@ class _Decision(APIView):
             )
         comment = _valid(DecisionSerializer, request.data)["comment"]
         self.decide(refund_id=refund.pk, approver=request.user, comment=comment)
-        return Response(RefundSerializer(_reload(refund.pk)).data, status=status.HTTP_200_OK)
+        return Response(refund_shown(_reload(refund.pk)), status=status.HTTP_200_OK)
 
 
 @extend_schema_view(post=extend_schema(**schema.decision("approve")))
