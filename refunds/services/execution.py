@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from refunds import errors
+from refunds import errors, rows
 from refunds.dbconn import connection_release_before_wait
 from refunds.models import RefundLog, RefundRequest, RefundStatus
 from refunds.money import Money
@@ -31,7 +31,6 @@ from refunds.providers.base import (
 )
 from refunds.providers.base import TransactionNotFound as ProviderTransactionNotFound
 from refunds.publish import enqueue_on_commit
-from refunds.rows import get_locked
 from refunds.ratelimit import RateLimited, provider_slot_acquire
 from refunds.services.disputes import DISPUTE_CODE, refund_hold_after_refusal
 from refunds.services.payments import payment_check_amount, payment_count_refund_succeeded, payment_lock_and_refresh
@@ -91,7 +90,7 @@ def refund_submit(*, refund_id: int) -> RefundRequest | None:
     """Execute an approved refund at its provider. Safe to run any number of times, at once:
     the claim is a locked transition and the provider call carries the refund's idempotency key.
     Raises TransientProviderError for the task to retry."""
-    refund = RefundRequest.objects.get(pk=refund_id)
+    refund = rows.get(RefundRequest, refund_id)
     if refund.status not in (RefundStatus.APPROVED, RefundStatus.PROCESSING) or refund.connector_refund_id:
         return None  # already submitted, final, or waiting for a person
     if refund.provider not in provider_names():
@@ -231,7 +230,7 @@ def _claim_for_submit(refund_id: int) -> RefundRequest | None:
     its answer is recorded; None when another worker holds it or it moved on."""
     lease = timedelta(seconds=settings.REFUND_SUBMIT_LEASE_SECONDS)
     with transaction.atomic():
-        refund = get_locked(RefundRequest, refund_id)
+        refund = rows.get_locked(RefundRequest, refund_id)
         now = timezone.now()  # once the row is ours: waiting for a pooled connection or the lock is not the call
         attempts = refund.submit_attempts + 1
         if attempts > settings.REFUND_SUBMIT_MAX_ATTEMPTS:
@@ -295,7 +294,7 @@ def refund_record_provider_result(*, refund_id: int, result: RefundResult) -> Re
     """Record what the provider says about a refund. A final refund never moves again."""
     now = timezone.now()
     with transaction.atomic():
-        refund = get_locked(RefundRequest, refund_id)
+        refund = rows.get_locked(RefundRequest, refund_id)
         answer_log = refund_log_row(
             refund=refund,
             event=RefundLog.Event.PROVIDER_ANSWER,

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Q
-from django.db.models.functions import Least
 from django.utils import timezone
 
 from approvals.models import Approval
@@ -204,9 +202,16 @@ def payment_count_refund_succeeded(*, refund: RefundRequest) -> None:
     from its creation, pending included, so it already holds it). Never past the payment."""
     if refund.payment_id is None or refund.submitted_at is None:
         return
-    Payment.objects.filter(pk=refund.payment_id, amount_minor__isnull=False).filter(
-        Q(synced_at__isnull=True) | Q(synced_at__lt=refund.submitted_at)
-    ).update(amount_refunded_minor=Least(F("amount_refunded_minor") + refund.amount_minor, F("amount_minor")))
+    # Hand-written (refunds.rows says why): the ORM's UPDATE with F() and Least() cost the worker
+    # six times the CPU of the statement. SQLite's two-argument min() is PostgreSQL's LEAST.
+    least = "LEAST" if connection.vendor == "postgresql" else "MIN"
+    submitted_at = Payment._meta.get_field("synced_at").get_db_prep_value(refund.submitted_at, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {rows.table(Payment)} SET amount_refunded_minor = {least}(amount_refunded_minor + %s, amount_minor) "
+            "WHERE id = %s AND amount_minor IS NOT NULL AND (synced_at IS NULL OR synced_at < %s)",
+            [refund.amount_minor, refund.payment_id, submitted_at],
+        )
 
 
 def payment_check_amount(

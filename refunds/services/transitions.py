@@ -22,7 +22,7 @@ from refunds.models import (
     RefundStatus,
 )
 from refunds.redaction import redact
-from refunds.rows import get_locked
+from refunds.rows import get_locked, insert_all, update
 from refunds.signals import refund_status_changed
 
 
@@ -76,7 +76,7 @@ def refund_create(
         ))
     for row in rows:
         row.refund = refund
-    RefundLog.objects.bulk_create(rows)
+    insert_all(RefundLog, rows)
     if announce:
         refund_status_changed.send(
             sender=RefundRequest, refund=refund, from_status="", to_status=status, actor=actor, log=rows[0]
@@ -152,7 +152,7 @@ def _apply(refund, to_status, actor, message, data, logs_before, logs_after, fie
     _transition_fields(to_status, fields, timezone.now())
     for name, value in fields.items():
         setattr(refund, name, value)
-    refund.save(update_fields=["status", "updated_at", *fields])
+    update(refund, ["status", "updated_at", *fields])
     own = refund_log_row(
         refund=refund,
         event=RefundLog.Event.STATUS_CHANGED,
@@ -162,7 +162,7 @@ def _apply(refund, to_status, actor, message, data, logs_before, logs_after, fie
         message=message,
         data=data,
     )
-    RefundLog.objects.bulk_create([*logs_before, own, *logs_after])
+    insert_all(RefundLog, [*logs_before, own, *logs_after])
     refund_status_changed.send(
         sender=RefundRequest, refund=refund, from_status=from_status, to_status=to_status, actor=actor, log=own
     )

@@ -1,23 +1,27 @@
 """The hot path's hand-written statements (refunds/rows.py) answer what the ORM's did: the API
 token with its user, the payment's refund sums with the auto-approved part, the threshold. Each
 is checked against the ORM's own answer over rows that differ in every way the query filters on;
-the worker's locked read of a refund locks it as select_for_update() does."""
+the worker's locked read of a refund locks it as select_for_update() does; its writes (a refund's
+fields, its log rows, the payment's refunded figure) leave the rows the ORM's writes left."""
 
 import datetime
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import OperationalError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
+from django.db.models import F, Q, signals
+from django.db.models.functions import Least
 from django.db.transaction import TransactionManagementError
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from approvals import policy
 from approvals.models import Approval, AutoApproveThreshold
 from refunds import rows
 from refunds.api.authentication import _digest, _token_with_user, api_token_create
-from refunds.models import ApiToken, RefundRequest, RefundStatus
-from refunds.services import payments
+from refunds.models import ApiToken, Payment, RefundLog, RefundRequest, RefundStatus
+from refunds.services import payments, transitions
 from tests import factories
 from tests.markers import needs_row_locks
 
@@ -147,3 +151,103 @@ def test_a_locked_refund_stays_locked_until_the_transaction_ends():
             rows.get_locked(RefundRequest, refund.pk)
             assert other.submit(try_lock).result() == "locked"
         assert other.submit(try_lock).result() == "free"
+
+
+@pytest.mark.django_db
+def test_a_refund_read_without_a_lock_is_the_row_the_orm_reads():
+    refund = factories.RefundFactory(connector_refund_id="re_2", items=[{"name": "Mug"}], submitted_at=timezone.now())
+    same_fields(rows.get(RefundRequest, refund.pk), RefundRequest.objects.get(pk=refund.pk))
+    assert rows.get(RefundRequest, refund.pk).submitted_at.tzinfo is not None
+    with pytest.raises(RefundRequest.DoesNotExist):
+        rows.get(RefundRequest, refund.pk + 1000)
+
+
+@pytest.mark.django_db
+def test_log_rows_inserted_together_read_back_as_given_in_order():
+    """One INSERT with a VALUES row each (not PostgreSQL's UNNEST arrays, which psycopg quotes
+    element by element): ids in order, `created_at` stamped, JSON, actors and blanks kept."""
+    refund = factories.RefundFactory()
+    manager = factories.manager(username="manager")
+    made = [
+        transitions.refund_log_row(refund=refund, event=RefundLog.Event.NOTE, message="first", data={"n": [1, "ü"]}),
+        transitions.refund_log_row(refund=refund, event=RefundLog.Event.STATUS_CHANGED, from_status="approved",
+                                   to_status="processing", actor=manager),
+        transitions.refund_log_row(refund=refund, event=RefundLog.Event.NOTE, message="it's 'quoted' \\ too"),
+    ]
+
+    with CaptureQueriesContext(connection) as queries:
+        rows.insert_all(RefundLog, made)
+
+    assert len(queries) == 1 and "UNNEST" not in queries[0]["sql"].upper()
+    assert [row.pk for row in made] == sorted(row.pk for row in made) and all(not row._state.adding for row in made)
+    for row in made:
+        same_fields(RefundLog.objects.get(pk=row.pk), row)
+        assert row.created_at is not None
+    assert list(RefundLog.objects.filter(refund=refund).order_by("pk").values_list("message", flat=True)) == [
+        "first", "", "it's 'quoted' \\ too"
+    ]
+    assert rows.insert_all(RefundLog, []) == []
+
+
+@pytest.mark.django_db
+def test_a_refunds_fields_written_out_are_what_save_writes():
+    """The named fields only (a field changed in memory but not named stays as stored),
+    `updated_at` stamped, the signals sent as save(update_fields=…) sends them."""
+    by_orm, by_rows = factories.RefundFactory(), factories.RefundFactory()
+    before = RefundRequest.objects.get(pk=by_rows.pk).updated_at
+    sent = []
+    def keep(signal):
+        return lambda sender, instance, update_fields, **kw: sent.append((signal, instance.pk, update_fields))
+    pre, post = keep("pre"), keep("post")
+    signals.pre_save.connect(pre, sender=RefundRequest)
+    signals.post_save.connect(post, sender=RefundRequest)
+    try:
+        for refund, write in ((by_orm, lambda r, names: r.save(update_fields=names)), (by_rows, rows.update)):
+            refund.status, refund.error_code, refund.submitted_at = RefundStatus.PROCESSING, "x" * 64, timezone.now()
+            refund.reason = "changed in memory, not named"
+            write(refund, ["status", "updated_at", "error_code", "submitted_at", "payment"])
+    finally:
+        signals.pre_save.disconnect(pre, sender=RefundRequest)
+        signals.post_save.disconnect(post, sender=RefundRequest)
+
+    names = frozenset({"status", "updated_at", "error_code", "submitted_at", "payment"})
+    assert sent == [("pre", by_orm.pk, names), ("post", by_orm.pk, names),
+                    ("pre", by_rows.pk, names), ("post", by_rows.pk, names)]
+    stored = RefundRequest.objects.get(pk=by_rows.pk)
+    assert (stored.status, stored.error_code, stored.submitted_at) == (
+        RefundStatus.PROCESSING, "x" * 64, by_rows.submitted_at
+    )
+    assert stored.reason == RefundRequest.objects.get(pk=by_orm.pk).reason == ""
+    assert stored.updated_at == by_rows.updated_at > before
+    gone = factories.RefundFactory()
+    RefundRequest.objects.filter(pk=gone.pk).delete()
+    with pytest.raises(DatabaseError):
+        rows.update(gone, ["status"])
+
+
+@pytest.mark.django_db
+def test_a_succeeded_refund_counts_on_its_payment_as_the_orms_update_counted():
+    """Against the ORM's statement it replaced, over payments synced before, after and never,
+    with and without an amount, and a refund that would pass the payment's amount."""
+    now = timezone.now()
+    earlier, later = now - datetime.timedelta(minutes=5), now + datetime.timedelta(minutes=5)
+    cases = [(10_000, 1_000, None, 2_000), (10_000, 1_000, earlier, 2_000), (10_000, 1_000, later, 2_000),
+             (None, 0, None, 2_000), (10_000, 9_000, None, 2_500), (10_000, 0, now, 2_000)]
+
+    def orm(refund):
+        Payment.objects.filter(pk=refund.payment_id, amount_minor__isnull=False).filter(
+            Q(synced_at__isnull=True) | Q(synced_at__lt=refund.submitted_at)
+        ).update(amount_refunded_minor=Least(F("amount_refunded_minor") + refund.amount_minor, F("amount_minor")))
+
+    for count, side in ((orm, "orm"), (payments.payment_count_refund_succeeded, "rows")):
+        for n, (amount, refunded, synced, minor) in enumerate(cases):
+            payment = factories.PaymentFactory(
+                connector_transaction_id=f"pi_{side}_{n}", amount_minor=amount, amount_refunded_minor=refunded,
+                synced_at=synced,
+            )
+            count(refund=factories.RefundFactory(payment=payment, amount_minor=minor, submitted_at=now))
+
+    def figures(side):
+        return [Payment.objects.get(connector_transaction_id=f"pi_{side}_{n}").amount_refunded_minor
+                for n in range(len(cases))]
+    assert figures("rows") == figures("orm") == [3_000, 3_000, 1_000, 0, 10_000, 0]
