@@ -1,4 +1,5 @@
-"""Model rows read by hand-written SQL, for the few statements every API request runs.
+"""Model rows read and written by hand-written SQL, for the few statements every API request and
+every refund step runs.
 
 Building and compiling a query through the ORM costs the web process more CPU than PostgreSQL
 spends running it: profiled under load, the token's lookup, the user's permissions, the replay

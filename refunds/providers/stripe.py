@@ -4,7 +4,6 @@ STRIPE_API_BASE (the local sandbox in development and tests)."""
 from __future__ import annotations
 
 import datetime
-import json
 import re
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
@@ -13,7 +12,6 @@ import stripe
 from django.conf import settings
 
 from refunds.redaction import redact
-from refunds.text import is_printable, unstorable_text_path
 from refunds.providers.base import (
     DisputeInfo,
     DisputeState,
@@ -30,6 +28,12 @@ from refunds.providers.base import (
     TransientProviderError,
     WebhookRejected,
 )
+from refunds.providers.stripe_events import (
+    DISPUTE_EVENT_TYPES,
+    REFUND_EVENT_TYPES,
+    event_from_body,
+    event_transaction_ids,
+)
 
 # Stripe accepts only these refund reasons; free text travels in metadata instead.
 STRIPE_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
@@ -43,15 +47,6 @@ REASON_BY_CODE = {
     "fraud": "fraudulent",
 }
 
-# The events that are about a payment's refunds (the rest are stored and left alone).
-REFUND_EVENT_TYPES = frozenset(
-    {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated", "charge.refunded"}
-)
-
-# The events about a payment's disputes.
-DISPUTE_EVENT_TYPES = frozenset(
-    f"charge.dispute.{what}" for what in ("created", "updated", "closed", "funds_withdrawn", "funds_reinstated")
-)
 # Stripe's dispute statuses; any other (a new one) is taken as still open, the cautious reading.
 _DISPUTE_STATE = {
     "won": DisputeState.WON,
@@ -347,12 +342,7 @@ class StripeProvider(RefundProvider):
             ) from None
         except UnicodeDecodeError:
             raise WebhookRejected("The body is not UTF-8 JSON.", code="invalid_payload") from None
-        try:
-            # Standard JSON only: NaN, Infinity or 1e400 would be stored as JSON no database takes.
-            data = json.loads(payload, parse_constant=_refuse_constant, parse_float=_finite_float)
-        except ValueError:
-            raise WebhookRejected("The body is not JSON.", code="invalid_payload") from None
-        return self.webhook_event(_checked_event(data))
+        return self.webhook_event(event_from_body(payload))
 
     @classmethod
     def webhook_event(cls, payload: dict) -> ProviderEvent:
@@ -363,56 +353,8 @@ class StripeProvider(RefundProvider):
             payload=payload,
             is_refund_event=event_type in REFUND_EVENT_TYPES,
             is_dispute_event=event_type in DISPUTE_EVENT_TYPES,
-            transaction_ids=_event_transaction_ids(payload),
+            transaction_ids=event_transaction_ids(payload),
         )
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ValueError(f"{text} is beyond a double")
-    return value
-
-
-def _checked_event(data) -> dict:
-    """The event, when it has what webhook_event and processing read: an object with a printable
-    string `id` and `type`, `data.object` an object when present, and no text a database cannot
-    store anywhere (the payload is stored as sent)."""
-
-    def reject(message: str, field: str | None = None):
-        raise WebhookRejected(f"The body is not a Stripe event: {message}", code="invalid_payload", field=field)
-
-    if not isinstance(data, dict):
-        reject("not a JSON object.")
-    for key, longest in (("id", 255), ("type", 100)):
-        value = data.get(key)
-        if not isinstance(value, str) or not value or len(value) > longest or not is_printable(value):
-            reject(f"`{key}` must be a printable string of 1 to {longest} characters.", key)
-    inner = data.get("data", {})
-    if not isinstance(inner, dict) or not isinstance(inner.get("object", {}), dict):
-        reject("`data.object` must be an object.", "data.object")
-    path = unstorable_text_path(data)
-    if path is not None:
-        reject(f"`{path}` holds a NUL or a lone surrogate.", path)
-    return data
-
-
-def _event_transaction_ids(event: dict) -> frozenset[str]:
-    """The payment ids (PaymentIntent and Charge) an event's object points at."""
-    data = event.get("data")
-    obj = data.get("object") if isinstance(data, dict) else None
-    if not isinstance(obj, dict):
-        return frozenset()
-    found = [obj.get("id")] if obj.get("object") == "charge" else []
-    for key in ("payment_intent", "charge"):
-        value = obj.get(key)
-        found.append(value.get("id") if isinstance(value, dict) else value)
-    # Only strings are ids: an event is stored as sent, and a field of another type names nothing.
-    return frozenset(i for i in found if isinstance(i, str) and i)
 
 
 def _dispute_info(dispute: Mapping) -> DisputeInfo:
