@@ -1,13 +1,21 @@
 """The Stripe adapter reads Stripe's answers as the JSON the SDK parsed (StripeProvider._call),
 not as the SDK's typed objects: what it reads must be what those objects say, every page of a
-list must be walked, and the idempotency key must still reach Stripe."""
+list must be walked, and the idempotency key must still reach Stripe. Its threads share one HTTP
+session that reads the environment once: many threads at once each get their own answer, and a
+proxy set in the environment is still used (and NO_PROXY still honoured)."""
 
+import http.client
+import threading
+import urllib.parse
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from refunds.providers import get_provider
 from refunds.providers.base import Money, ProviderRefundStatus
+from refunds.providers.stripe import StripeProvider
 
 pytestmark = pytest.mark.django_db
 
@@ -82,3 +90,84 @@ def test_the_idempotency_key_still_reaches_stripe(stripe_sandbox, stripe_sandbox
     assert again.connector_refund_id == once.connector_refund_id
     assert [r.connector_refund_id for r in adapter.list_refunds(connector_transaction_id=pi)] == [once.connector_refund_id]
     assert adapter.get_payment(connector_transaction_id=pi).amount_refunded == 2_000
+
+
+def test_threads_calling_at_once_each_get_their_own_answer(stripe_sandbox, stripe_sandbox_clean):
+    """A worker's 24 threads share the adapter and its one session."""
+    amounts = [5_000 + 7 * n for n in range(24)]
+    payments = [stripe_sandbox.create_payment(amount) for amount in amounts]
+    adapter = get_provider("stripe")
+    start = threading.Barrier(24)
+
+    def look_up(pi):
+        start.wait(timeout=10)
+        return [adapter.get_payment(connector_transaction_id=pi).amount.minor_amount for _ in range(3)]
+
+    with ThreadPoolExecutor(24) as pool:
+        answers = list(pool.map(look_up, payments))
+
+    assert answers == [[amount] * 3 for amount in amounts]
+
+
+class _Proxy(BaseHTTPRequestHandler):
+    """A forwarding HTTP proxy that counts what it forwards."""
+
+    seen: list = []
+
+    def _forward(self):
+        target = urllib.parse.urlsplit(self.path)  # a proxy is asked for the whole URL
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection", "connection")}
+        upstream.request(self.command, f"{target.path}?{target.query}" if target.query else target.path, body, headers)
+        answer = upstream.getresponse()
+        data = answer.read()
+        _Proxy.seen.append((self.command, target.path))
+        self.send_response(answer.status)
+        for key, value in answer.getheaders():
+            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _forward
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def proxy():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Proxy.seen = []
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("bypassed", [False, True], ids=["through the proxy", "NO_PROXY"])
+def test_a_proxy_in_the_environment_is_used_as_requests_would_use_it(
+    stripe_sandbox, stripe_sandbox_clean, proxy, monkeypatch, bypassed
+):
+    pi = stripe_sandbox.create_payment(4_200)  # the test's own call, before the environment names a proxy
+    with monkeypatch.context() as env:  # undone before the sandbox's own teardown calls
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+            env.delenv(name, raising=False)
+            env.delenv(name.lower(), raising=False)
+        env.setenv("HTTP_PROXY", proxy)
+        env.setenv("HTTPS_PROXY", proxy)
+        if bypassed:
+            env.setenv("NO_PROXY", "127.0.0.1,localhost")
+        adapter = StripeProvider.from_settings()  # made after the environment is set, as at a process's start
+
+        assert adapter.get_payment(connector_transaction_id=pi).amount == Money(4_200, "USD")
+        made = adapter.create_refund(
+            merchant_refund_id="mr-proxy", connector_transaction_id=pi, amount=Money(200, "USD"), reason="",
+            metadata={}, idempotency_key=uuid.uuid4().hex,
+        )
+
+    assert made.amount == Money(200, "USD")
+    assert _Proxy.seen == ([] if bypassed else [("GET", f"/v1/payment_intents/{pi}"), ("POST", "/v1/refunds")])
