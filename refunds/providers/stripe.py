@@ -298,8 +298,8 @@ class StripeProvider(RefundProvider):
         """One call through the SDK's client (its authentication, headers, encoding and errors:
         StripeError as from its typed services), the answer kept as the JSON it parsed. Building
         StripeObjects of the answer, of which we read a few fields, was a measurable part of
-        intake's CPU (bench/README.md, "Hand-written SQL on the hot path"). `idempotency_key`
-        among `params` is sent as the header."""
+        intake's CPU (bench/README.md, "The worker's step and Stripe's answers written out").
+        `idempotency_key` among `params` is sent as the header."""
         return self._client.raw_request(method, path, **params).data
 
     def _latest_dispute(self, charge: Mapping) -> DisputeInfo | None:
