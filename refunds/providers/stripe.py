@@ -3,6 +3,7 @@ STRIPE_API_BASE (the local sandbox in development and tests)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import http.cookiejar
 import re
@@ -101,6 +102,23 @@ def translate_error(error: stripe.StripeError) -> Exception:
     if code in _AMOUNT_CODES:
         return PermanentProviderError(message, code=code, http_status=422)
     return PermanentProviderError(message, code=code or "invalid_request", http_status=402)
+
+
+@contextlib.contextmanager
+def _asking(what: str):
+    """One exchange with Stripe, its failures as provider errors: Stripe's own (translate_error),
+    and an answer we cannot read (a 200 whose JSON lacks a field we read, or holds another
+    shape): transient, as an outage is, so intake accepts the refund unverified or answers 503,
+    and the worker asks again with the same idempotency key, within its bounded attempts."""
+    try:
+        yield
+    except stripe.StripeError as error:
+        raise translate_error(error) from error
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise TransientProviderError(
+            redact(f"Stripe's answer to {what} could not be read ({error.__class__.__name__}: {error})")[:300],
+            code="unreadable_answer",
+        ) from error
 
 
 # Connections kept open to Stripe per process: one per thread calling at once (a worker runs 24).
@@ -215,31 +233,23 @@ class StripeProvider(RefundProvider):
         stripe_reason = self._reason_by_code.get(reason_code) or reason
         if stripe_reason in STRIPE_REASONS:
             params["reason"] = stripe_reason
-        try:
-            refund = self._call("post", "/v1/refunds", idempotency_key=idempotency_key, **params)
-        except stripe.StripeError as error:
-            raise translate_error(error) from error
-        return _refund_result(refund)
+        with _asking("a refund"):
+            return _refund_result(self._call("post", "/v1/refunds", idempotency_key=idempotency_key, **params))
 
     def get_refund(self, *, connector_refund_id: str, connector_transaction_id: str = "") -> RefundResult:
-        try:
-            refund = self._call("get", f"/v1/refunds/{_path_id(connector_refund_id)}")
-        except stripe.StripeError as error:
-            raise translate_error(error) from error
-        return _refund_result(refund)
+        with _asking("a refund"):
+            return _refund_result(self._call("get", f"/v1/refunds/{_path_id(connector_refund_id)}"))
 
     def list_refunds(self, *, connector_transaction_id: str) -> list[RefundResult]:
         params: dict = {_payment_param(connector_transaction_id): connector_transaction_id, "limit": 100}
         found: list[RefundResult] = []
-        try:
+        with _asking("a list of refunds"):
             while True:  # every page, as the SDK's auto_paging_iter would walk them
                 page = self._call("get", "/v1/refunds", **params)
                 found += [_refund_result(refund) for refund in page["data"]]
                 if not page.get("has_more") or not page["data"]:
                     return found
                 params["starting_after"] = page["data"][-1]["id"]
-        except stripe.StripeError as error:
-            raise translate_error(error) from error
 
     def find_refund(self, *, merchant_refund_id: str, connector_transaction_id: str) -> RefundResult | None:
         """Our refund among the payment's (create_refund puts merchant_refund_id in its
@@ -256,43 +266,34 @@ class StripeProvider(RefundProvider):
         """The payment, named by its canonical id (the PaymentIntent where the charge has one)
         with the other id (the Charge) as an alias, whichever of the two was asked."""
         kind = _payment_param(connector_transaction_id)
-        dispute = None
-        try:
+        with _asking("a payment"):
             if kind == "payment_intent":
                 intent = self._call(
                     "get", f"/v1/payment_intents/{_path_id(connector_transaction_id)}", expand=["latest_charge"]
                 )
-                charge = intent.get("latest_charge")
+                charge = intent["latest_charge"]  # null until a charge is made; always there
                 if isinstance(charge, str):
                     charge = self._call("get", f"/v1/charges/{_path_id(charge)}")
-                metadata = dict(intent.get("metadata") or {})
-                status = intent.get("status")
-                customer = intent.get("customer")
+                sold = intent  # metadata, status and customer are the PaymentIntent's
             else:
-                charge = self._call("get", f"/v1/charges/{_path_id(connector_transaction_id)}")
-                metadata = dict(charge.get("metadata") or {})
-                status = charge.get("status")
-                customer = charge.get("customer")
-            if charge is not None:
-                dispute = self._latest_dispute(charge)
-        except stripe.StripeError as error:
-            raise translate_error(error) from error
-        if charge is None:
-            raise PermanentProviderError("The payment has no charge to refund.", code="payment_not_captured")
-        intent_id = _object_id(charge.get("payment_intent"))
-        canonical = connector_transaction_id if kind == "payment_intent" else intent_id or connector_transaction_id
-        return PaymentInfo(
-            connector_transaction_id=canonical,
-            aliases=tuple(sorted({connector_transaction_id, charge["id"]} - {canonical})),
-            amount=Money(int(charge["amount"]), charge["currency"].upper()),
-            amount_refunded=int(charge.get("amount_refunded") or 0),
-            status=status or "",
-            product=str(metadata.get("product", "")),
-            metadata=metadata,
-            customer=_object_id(customer),
-            disputes_known=True,
-            dispute=dispute,
-        )
+                charge = sold = self._call("get", f"/v1/charges/{_path_id(connector_transaction_id)}")
+            if charge is None:
+                raise PermanentProviderError("The payment has no charge to refund.", code="payment_not_captured")
+            metadata = dict(sold.get("metadata") or {})
+            intent_id = _object_id(charge.get("payment_intent"))
+            canonical = connector_transaction_id if kind == "payment_intent" else intent_id or connector_transaction_id
+            return PaymentInfo(
+                connector_transaction_id=canonical,
+                aliases=tuple(sorted({connector_transaction_id, charge["id"]} - {canonical})),
+                amount=Money(int(charge["amount"]), charge["currency"].upper()),
+                amount_refunded=int(charge.get("amount_refunded") or 0),
+                status=sold.get("status") or "",
+                product=str(metadata.get("product", "")),
+                metadata=metadata,
+                customer=_object_id(sold.get("customer")),
+                disputes_known=True,
+                dispute=self._latest_dispute(charge),
+            )
 
     def _call(self, method: str, path: str, **params) -> dict:
         """One call through the SDK's client (its authentication, headers, encoding and errors:
@@ -328,21 +329,10 @@ class StripeProvider(RefundProvider):
         while True:
             if before_request is not None:
                 before_request()
-            try:
+            with _asking("a list of payments"):
                 page = self._client.v1.payment_intents.list(params=params)
-            except stripe.StripeError as error:
-                raise translate_error(error) from error
-            for intent in page.data:
-                if intent.status != "succeeded":
-                    continue
-                received = getattr(intent, "amount_received", None)
-                yield SoldPayment(
-                    connector_transaction_id=intent.id,
-                    amount=Money(int(intent.amount if received is None else received), intent.currency.upper()),
-                    created=datetime.datetime.fromtimestamp(int(intent.created), tz=datetime.UTC),
-                    status=intent.status,
-                    metadata=intent.metadata.to_dict() if intent.metadata else {},
-                )
+                sold = [_sold_payment(intent) for intent in page.data if intent.status == "succeeded"]
+            yield from sold
             if not page.has_more or not page.data:
                 return
             params = {**params, "starting_after": page.data[-1].id}
@@ -392,6 +382,17 @@ def _dispute_info(dispute: Mapping) -> DisputeInfo:
         reason=str(dispute.get("reason") or ""),
         refundable=bool(dispute.get("is_charge_refundable", False)),
         opened_at=datetime.datetime.fromtimestamp(int(created), tz=datetime.UTC) if created else None,
+    )
+
+
+def _sold_payment(intent) -> SoldPayment:
+    received = getattr(intent, "amount_received", None)
+    return SoldPayment(
+        connector_transaction_id=intent.id,
+        amount=Money(int(intent.amount if received is None else received), intent.currency.upper()),
+        created=datetime.datetime.fromtimestamp(int(intent.created), tz=datetime.UTC),
+        status=intent.status,
+        metadata=intent.metadata.to_dict() if intent.metadata else {},
     )
 
 
