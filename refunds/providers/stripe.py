@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import http.cookiejar
 import re
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 
-import requests
-from requests.adapters import HTTPAdapter
 import stripe
 from django.conf import settings
 
@@ -38,6 +35,7 @@ from refunds.providers.stripe_events import (
     event_from_body,
     event_transaction_ids,
 )
+from refunds.providers.stripe_http import Urllib3Client
 
 # Stripe accepts only these refund reasons; free text travels in metadata instead.
 STRIPE_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
@@ -121,34 +119,13 @@ def _asking(what: str):
         ) from error
 
 
-# Connections kept open to Stripe per process: one per thread calling at once (a worker runs 24).
-_POOL_SIZE = 64
-
-
-def _session_for(api_base: str) -> requests.Session:
-    """The HTTP session every thread of this process calls Stripe through (the SDK shares a session
-    it is given). The environment's proxy for the API's address (HTTPS_PROXY, NO_PROXY) is read
-    once, here, as requests would read it; `trust_env` is off so that each call does not read the
-    environment again (proxies and ~/.netrc: 75-330 us a call, bench/README.md), and no netrc
-    entry can replace the API key. It keeps no cookies (the API needs none), so threads share
-    nothing but urllib3's connection pool, which is made for that."""
-    session = requests.Session()
-    session.trust_env = False
-    session.proxies = requests.utils.get_environ_proxies(api_base)
-    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    pool = HTTPAdapter(pool_connections=1, pool_maxsize=_POOL_SIZE)
-    session.mount("https://", pool)
-    session.mount("http://", pool)
-    return session
-
-
 _TRANSACTION_ID = re.compile(r"^(pi|ch|py)_[A-Za-z0-9_\-]{1,252}$")
 
 
 class StripeProvider(RefundProvider):
     name = "stripe"
     idempotent_create = True
-    # One requests.Session for the process's threads (_session_for).
+    # One urllib3 pool for the process's threads (stripe_http.Urllib3Client).
     reusable = True
     lists_refunds = True
     finds_refunds = True
@@ -195,7 +172,7 @@ class StripeProvider(RefundProvider):
             base_addresses={"api": api_base},
             # Retries belong to our task layer, where each one is logged and bounded.
             max_network_retries=0,
-            http_client=stripe.RequestsClient(timeout=timeout, session=_session_for(api_base)),
+            http_client=Urllib3Client(timeout=timeout, api_base=api_base),
         )
 
     @classmethod

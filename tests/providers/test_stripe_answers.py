@@ -4,6 +4,7 @@ list must be walked, and the idempotency key must still reach Stripe. Its thread
 session that reads the environment once: many threads at once each get their own answer, and a
 proxy set in the environment is still used (and NO_PROXY still honoured)."""
 
+import base64
 import http.client
 import threading
 import urllib.parse
@@ -113,6 +114,7 @@ class _Proxy(BaseHTTPRequestHandler):
     """A forwarding HTTP proxy that counts what it forwards."""
 
     seen: list = []
+    authorizations: list = []
 
     def _forward(self):
         target = urllib.parse.urlsplit(self.path)  # a proxy is asked for the whole URL
@@ -123,6 +125,7 @@ class _Proxy(BaseHTTPRequestHandler):
         answer = upstream.getresponse()
         data = answer.read()
         _Proxy.seen.append((self.command, target.path))
+        _Proxy.authorizations.append(self.headers.get("Proxy-Authorization"))
         self.send_response(answer.status)
         for key, value in answer.getheaders():
             if key.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -142,23 +145,30 @@ def proxy():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    _Proxy.seen = []
+    _Proxy.seen, _Proxy.authorizations = [], []
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
 
 
-@pytest.mark.parametrize("bypassed", [False, True], ids=["through the proxy", "NO_PROXY"])
+@pytest.mark.parametrize(
+    "how", ["HTTP(S)_PROXY", "NO_PROXY", "ALL_PROXY", "user:password in the proxy's URL"]
+)
 def test_a_proxy_in_the_environment_is_used_as_requests_would_use_it(
-    stripe_sandbox, stripe_sandbox_clean, proxy, monkeypatch, bypassed
+    stripe_sandbox, stripe_sandbox_clean, proxy, monkeypatch, how
 ):
+    bypassed = how == "NO_PROXY"
     pi = stripe_sandbox.create_payment(4_200)  # the test's own call, before the environment names a proxy
     with monkeypatch.context() as env:  # undone before the sandbox's own teardown calls
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
             env.delenv(name, raising=False)
             env.delenv(name.lower(), raising=False)
-        env.setenv("HTTP_PROXY", proxy)
-        env.setenv("HTTPS_PROXY", proxy)
+        if how == "ALL_PROXY":
+            env.setenv("ALL_PROXY", proxy)
+        else:
+            named = proxy.replace("http://", "http://agent%40desk:p%3Ass@") if "password" in how else proxy
+            env.setenv("HTTP_PROXY", named)
+            env.setenv("HTTPS_PROXY", named)
         if bypassed:
             env.setenv("NO_PROXY", "127.0.0.1,localhost")
         adapter = StripeProvider.from_settings()  # made after the environment is set, as at a process's start
@@ -169,5 +179,7 @@ def test_a_proxy_in_the_environment_is_used_as_requests_would_use_it(
             metadata={}, idempotency_key=uuid.uuid4().hex,
         )
 
+    sent = "Basic " + base64.b64encode(b"agent@desk:p:ss").decode() if "password" in how else None
+    assert _Proxy.authorizations == ([] if bypassed else [sent, sent])
     assert made.amount == Money(200, "USD")
     assert _Proxy.seen == ([] if bypassed else [("GET", f"/v1/payment_intents/{pi}"), ("POST", "/v1/refunds")])
