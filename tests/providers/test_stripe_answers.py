@@ -183,3 +183,35 @@ def test_a_proxy_in_the_environment_is_used_as_requests_would_use_it(
     assert _Proxy.authorizations == ([] if bypassed else [sent, sent])
     assert made.amount == Money(200, "USD")
     assert _Proxy.seen == ([] if bypassed else [("GET", f"/v1/payment_intents/{pi}"), ("POST", "/v1/refunds")])
+
+
+def test_a_certificate_stripes_bundle_does_not_trust_is_refused(tmp_path):
+    """TLS is verified against the SDK's CA bundle: a server with a self-signed certificate is a
+    network failure (transient, nothing sent to it), not a Stripe that answered."""
+    import ssl
+    import subprocess
+
+    from refunds.providers.base import TransientProviderError
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    _Proxy.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        adapter = StripeProvider(api_key="sk_test_x", api_base=f"https://127.0.0.1:{server.server_address[1]}", timeout=5)
+        with pytest.raises(TransientProviderError) as raised:
+            adapter.get_payment(connector_transaction_id="pi_selfsigned")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert "CERTIFICATE_VERIFY_FAILED" in str(raised.value)
+    assert _Proxy.seen == []
