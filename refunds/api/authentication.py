@@ -1,4 +1,5 @@
 import hashlib
+import json
 import secrets
 
 from django.contrib.auth import get_user_model
@@ -7,6 +8,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from refunds import rows
+from refunds.auth_backends import permissions_known, permissions_sql
 from refunds.models import ApiToken
 
 
@@ -22,13 +24,17 @@ def api_token_create(*, user) -> str:
 
 
 def _token_with_user(key_hash: str) -> ApiToken | None:
-    """The live token with this hash, its user loaded with it (select_related("user") by hand:
-    one statement on every API request, refunds.rows says why)."""
+    """The live token with this hash, its user loaded with it (select_related("user") by hand)
+    and the user's permissions with them (auth_backends.permissions_known): one statement on
+    every API request, refunds.rows says why."""
     user_model = get_user_model()
     quote = connection.ops.quote_name
-    joined = f"u.{quote(user_model._meta.pk.column)} = t.{quote(ApiToken._meta.get_field('user').column)}"
+    user_id = f"u.{quote(user_model._meta.pk.column)}"
+    joined = f"{user_id} = t.{quote(ApiToken._meta.get_field('user').column)}"
+    as_json = "json_agg" if connection.vendor == "postgresql" else "json_group_array"
     found = rows.fetch_one(
-        f"SELECT {rows.columns(ApiToken, 't')}, {rows.columns(user_model, 'u')} "
+        f"SELECT {rows.columns(ApiToken, 't')}, {rows.columns(user_model, 'u')}, "
+        f"(SELECT {as_json}(granted.name) FROM ({permissions_sql(user_id)}) granted) "
         f"FROM {rows.table(ApiToken)} t JOIN {rows.table(user_model)} u ON {joined} "
         f"WHERE t.key_hash = %s AND t.revoked = %s",
         [key_hash, False],
@@ -37,7 +43,10 @@ def _token_with_user(key_hash: str) -> ApiToken | None:
         return None
     split = rows.width(ApiToken)
     token = rows.instance(ApiToken, found[:split])
-    token.user = rows.instance(user_model, found[split:])
+    token.user = rows.instance(user_model, found[split:-1])
+    granted = found[-1]
+    if not token.user.is_superuser:  # who has every permission, read when asked (auth_backends)
+        permissions_known(token.user, json.loads(granted) if isinstance(granted, str) else granted or ())
     return token
 
 

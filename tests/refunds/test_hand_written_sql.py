@@ -50,6 +50,38 @@ def test_the_token_comes_with_its_user_as_the_orm_loads_them():
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("kind", ["own and group permissions", "none", "a superuser", "inactive"])
+def test_the_token_brings_its_users_permissions_as_djangos_backend_grants_them(kind):
+    """Read in the token's own statement: the permission checks that follow send none, and grant
+    what Django's ModelBackend grants (a user's own permissions and their groups')."""
+    from django.contrib.auth.backends import ModelBackend
+    from django.contrib.auth.models import Group, Permission
+
+    user = User.objects.create_user("clerk", is_superuser=kind == "a superuser", is_active=kind != "inactive")
+    auditors = Group.objects.create(name="Auditors")
+    others = Group.objects.create(name="Others")
+    others.permissions.add(Permission.objects.get(codename="delete_refundrequest"))
+    if kind != "none":
+        user.user_permissions.add(Permission.objects.get(codename="add_refundrequest"))
+        auditors.permissions.add(*Permission.objects.filter(codename__in=["view_refundrequest", "view_refundlog"]))
+        user.groups.add(auditors)
+    key = api_token_create(user=user)
+    asked = ["refunds.add_refundrequest", "refunds.view_refundrequest", "refunds.view_refundlog",
+             "refunds.delete_refundrequest", "approvals.add_approval"]
+
+    with CaptureQueriesContext(connection) as queries:
+        token = _token_with_user(_digest(key))
+        granted = [perm for perm in asked if token.user.has_perm(perm)]
+
+    assert len(queries) == 1
+    fresh = User.objects.get(pk=user.pk)
+    assert granted == [perm for perm in asked if fresh.has_perm(perm)]
+    assert token.user.get_all_permissions() == ModelBackend().get_all_permissions(User.objects.get(pk=user.pk))
+    expected = {"none": [], "inactive": [], "a superuser": asked}.get(kind, asked[:3])
+    assert granted == expected
+
+
+@pytest.mark.django_db
 def test_no_token_for_an_unknown_or_revoked_key():
     key = api_token_create(user=factories.agent(username="agent"))
     assert _token_with_user(_digest(key + "x")) is None
