@@ -17,6 +17,7 @@ import pytest
 from refunds.providers import get_provider
 from refunds.providers.base import Money, ProviderRefundStatus
 from refunds.providers.stripe import StripeProvider
+from tests.providers.relay import send_answer
 
 pytestmark = pytest.mark.django_db
 
@@ -126,13 +127,7 @@ class _Proxy(BaseHTTPRequestHandler):
         data = answer.read()
         _Proxy.seen.append((self.command, target.path))
         _Proxy.authorizations.append(self.headers.get("Proxy-Authorization"))
-        self.send_response(answer.status)
-        for key, value in answer.getheaders():
-            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_answer(self, answer, data)
 
     do_GET = do_POST = _forward
 

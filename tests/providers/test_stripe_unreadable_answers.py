@@ -12,15 +12,16 @@ import json
 import threading
 import urllib.parse
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from refunds.models import RefundLog, RefundRequest, RefundStatus
 from refunds.money import Money
 from refunds.providers import get_provider
 from refunds.providers.base import TransientProviderError
 from refunds.services import execution, intake
+from tests.providers.relay import send_answer
 
 pytestmark = pytest.mark.django_db
 
@@ -42,13 +43,7 @@ class _Mangler(BaseHTTPRequestHandler):
             if self.command == method and path.startswith(prefix) and answer.status == 200:
                 data = json.dumps(mangle(json.loads(data))).encode()
                 break
-        self.send_response(answer.status)
-        for key, value in answer.getheaders():
-            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_answer(self, answer, data)
 
     do_GET = do_POST = do_DELETE = _forward
 
