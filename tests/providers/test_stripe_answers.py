@@ -210,3 +210,31 @@ def test_a_certificate_stripes_bundle_does_not_trust_is_refused(tmp_path):
 
     assert "CERTIFICATE_VERIFY_FAILED" in str(raised.value)
     assert _Proxy.seen == []
+
+
+@pytest.mark.parametrize("named", ["127.0.0.1:{port}", "http://agent:s3cret@", "gopher://agent:s3cret@127.0.0.1:{port}"],
+                         ids=["no scheme (http, as requests reads it)", "no host", "an unknown scheme"])
+def test_a_proxy_setting_is_read_as_requests_reads_it_or_each_call_fails_as_a_network_error(
+    stripe_sandbox, stripe_sandbox_clean, proxy, monkeypatch, named
+):
+    """Never an error when the adapter is made (that would be a 500 on every request): a proxy
+    setting that cannot be used fails each call as Stripe being out of reach (transient), and says
+    so without repeating the setting, which may hold a password."""
+    from refunds.providers.base import TransientProviderError
+
+    pi = stripe_sandbox.create_payment(4_200)
+    port = proxy.rsplit(":", 1)[1]
+    with monkeypatch.context() as env:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+            env.delenv(name, raising=False)
+            env.delenv(name.lower(), raising=False)
+        env.setenv("HTTP_PROXY", named.format(port=port))
+        adapter = StripeProvider.from_settings()
+        if named.startswith("127.0.0.1"):
+            assert adapter.get_payment(connector_transaction_id=pi).amount == Money(4_200, "USD")
+            assert _Proxy.seen == [("GET", f"/v1/payment_intents/{pi}")]
+        else:
+            with pytest.raises(TransientProviderError) as raised:
+                adapter.get_payment(connector_transaction_id=pi)
+            assert "proxy" in str(raised.value) and "s3cret" not in str(raised.value)
+            assert _Proxy.seen == []
