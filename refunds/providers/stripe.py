@@ -90,6 +90,10 @@ def translate_error(error: stripe.StripeError) -> Exception:
         # 409: the same idempotency key is in flight elsewhere; asking again later is safe.
         # A bad key or a network fault will not be fixed by the customer: keep trying, then a person looks.
         return TransientProviderError(message, code=code or error.__class__.__name__.lower())
+    if isinstance(error, stripe.APIError) and 0 < status < 400:
+        # Not an error, yet not an answer the SDK could read (a 200 whose body is not JSON, a
+        # redirect): the refund may have been made. Ask again later with the same key.
+        return TransientProviderError(message, code="unreadable_answer")
     if status >= 500 or (isinstance(error, stripe.APIError) and not status):
         return TransientProviderError(message, code=code or f"http_{status or 'error'}")
     if status == 404 or code == "resource_missing":
