@@ -98,7 +98,8 @@ def _separators(locale: Locale) -> tuple[str, str]:
 def _minor_number(minor_amount, currency: str, locale: Locale) -> str:
     """What Babel writes for _number_pattern(currency) (grouped by three, the currency's exponent
     of decimals, "-" before a negative), written out for an int: Babel's NumberPattern.apply was
-    4 % of intake's CPU, for one log line (bench/README.md). Anything else goes to Babel."""
+    4 % of intake's CPU, for the three amounts it writes into notes and log lines (bench/README.md).
+    Anything else (a Decimal from a database SUM) goes to Babel."""
     if type(minor_amount) is not int:  # noqa: E721 - bool and Decimal go the long way
         return format_decimal(minor_to_decimal(minor_amount, currency), format=_number_pattern(currency),
                               locale=locale)
