@@ -98,6 +98,17 @@ def _get(model, pk, *, lock: str):
     return instance(model, found)
 
 
+def written_fields(model) -> list:
+    """The fields an INSERT of `model` names: every concrete one but the generated primary key."""
+    return [field for field in model._meta.concrete_fields if not field.primary_key]
+
+
+def prepared(obj, fields, *, add: bool) -> list:
+    """What the ORM would write for these fields of `obj`: `pre_save` first (`auto_now`,
+    `auto_now_add` stamped on `obj`), then adapted for this database (JSON, dates on SQLite)."""
+    return [field.get_db_prep_save(field.pre_save(obj, add), connection) for field in fields]
+
+
 def insert_all(model, objs: list) -> list:
     """`model.objects.bulk_create(objs)` for a few rows, written out: one `INSERT … VALUES (…), (…)
     RETURNING id`. Django's bulk_create sends two rows or more on PostgreSQL as one array per column
@@ -106,11 +117,11 @@ def insert_all(model, objs: list) -> list:
     (`pre_save`: `auto_now_add`; JSON adapted); like bulk_create, no signals."""
     if not objs:
         return objs
-    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    fields = written_fields(model)
     params = []
     for obj in objs:
         obj._prepare_related_fields_for_save(operation_name="bulk_create")
-        params += [field.get_db_prep_save(field.pre_save(obj, add=True), connection) for field in fields]
+        params += prepared(obj, fields, add=True)
     quote = connection.ops.quote_name
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     ids = fetch_all(
@@ -134,7 +145,7 @@ def update(obj, names: list[str]) -> None:
     fields = [meta.get_field(name) for name in dict.fromkeys(names)]
     using = connection.alias
     signals.pre_save.send(sender=model, instance=obj, raw=False, using=using, update_fields=frozenset(names))
-    values = [field.get_db_prep_save(field.pre_save(obj, False), connection) for field in fields]
+    values = prepared(obj, fields, add=False)
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
         cursor.execute(

@@ -65,7 +65,7 @@ class Urllib3Client(stripe.HTTPClient):
                 method.upper(), url, body=post_data, headers=dict(headers or {}), timeout=self._timeout,
                 retries=False, redirect=False,
             )
-        except (urllib3.exceptions.HTTPError, OSError, ValueError, ImportError) as error:
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
             raise stripe.APIConnectionError(
                 f"Unexpected error communicating with Stripe. (Network error: {type(error).__name__}: {error})",
                 should_retry=True,

@@ -136,10 +136,10 @@ def _payment_upsert(*, provider: str, connector_transaction_id: str, values: dic
     this payment or first for another row, is kept as it is) and locks those rows; on SQLite (one
     writer at a time, 3.35+ for RETURNING) two more statements do."""
     row = Payment(provider=provider, connector_transaction_id=connector_transaction_id, **values)
-    fields = [f for f in Payment._meta.concrete_fields if not f.primary_key]
-    params = [f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields]
+    fields = rows.written_fields(Payment)
+    params = rows.prepared(row, fields, add=True)
     q = connection.ops.quote_name
-    table = q(Payment._meta.db_table)
+    table = rows.table(Payment)
     upsert = (
         f"INSERT INTO {table} ({', '.join(q(f.column) for f in fields)}) VALUES ({', '.join(['%s'] * len(fields))}) "
         f"ON CONFLICT ({q('provider')}, {q('connector_transaction_id')}) DO UPDATE SET "
